@@ -1,0 +1,3 @@
+from moegrow.cli import main
+
+raise SystemExit(main())

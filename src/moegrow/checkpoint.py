@@ -1,0 +1,183 @@
+"""A Hugging Face checkpoint folder, opened lazily: config, shard index and tensor headers.
+
+Nothing but headers is read when a folder is opened; tensor bytes are read on demand with
+``pread`` (no mmap, so the resident memory of a growth is what it holds, not what it touched).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from moegrow.errors import CheckpointError
+from moegrow.safetensors_io import TensorInfo, pread_exact, read_header, to_torch
+
+CONFIG_NAME = "config.json"
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt")
+
+
+def safe_child(folder: Path, name: str, *, what: str) -> Path:
+    """``folder / name``, refusing names that leave ``folder`` (``..``, absolute paths, links)."""
+    if not name or os.path.isabs(name) or ".." in Path(name).parts or "\\" in name:
+        raise CheckpointError(
+            f"{what}: file name {name!r} leaves the checkpoint folder {folder}; refusing to "
+            "follow it: fix the index so it names files inside the folder"
+        )
+    path = folder / name
+    real_folder = folder.resolve()
+    real = path.resolve()
+    if real != real_folder and real_folder not in real.parents:
+        raise CheckpointError(
+            f"{what}: {name!r} resolves to {real}, outside the checkpoint folder {real_folder}; "
+            "refusing to follow it"
+        )
+    return path
+
+
+class Checkpoint:
+    """A checkpoint folder: ``config.json`` plus ``model.safetensors`` or indexed shards."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise CheckpointError(f"{self.folder}: no such checkpoint folder")
+        config_path = self.folder / CONFIG_NAME
+        if not config_path.is_file():
+            raise CheckpointError(
+                f"{config_path}: missing; a Hugging Face checkpoint folder needs its config.json"
+            )
+        try:
+            self.config: dict = json.loads(config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{config_path}: not valid JSON ({e})") from None
+        self.weight_files, self.index_metadata = self._find_weight_files()
+        self.tensors: dict[str, TensorInfo] = {}
+        self.file_metadata: dict[str, dict[str, str]] = {}
+        for file in self.weight_files:
+            tensors, metadata = read_header(file)
+            self.file_metadata[file.name] = metadata
+            for name, info in tensors.items():
+                if name in self.tensors:
+                    raise CheckpointError(
+                        f"{file}: tensor {name!r} is also in {self.tensors[name].file.name}; "
+                        "a tensor must live in exactly one shard"
+                    )
+                self.tensors[name] = info
+        self._check_index()
+        self._fds: dict[Path, int] = {}
+
+    # -- discovery -------------------------------------------------------------------------
+    def _find_weight_files(self) -> tuple[list[Path], dict]:
+        index_path = self.folder / INDEX_FILE
+        if index_path.is_file():
+            try:
+                index = json.loads(index_path.read_text())
+                weight_map = index["weight_map"]
+                assert isinstance(weight_map, dict)
+            except (json.JSONDecodeError, KeyError, AssertionError):
+                raise CheckpointError(
+                    f"{index_path}: expected JSON with a 'weight_map' object of tensor -> file"
+                ) from None
+            self.weight_map: dict[str, str] | None = weight_map
+            names = sorted(set(weight_map.values()))
+            files = [safe_child(self.folder, n, what=str(index_path)) for n in names]
+            for f in files:
+                if not f.is_file():
+                    raise CheckpointError(f"{index_path}: names shard {f.name!r}, which is missing")
+            return files, index.get("metadata") or {}
+        self.weight_map = None
+        single = self.folder / SINGLE_FILE
+        if single.is_file():
+            safe_child(self.folder, SINGLE_FILE, what=str(self.folder))
+            return [single], {}
+        loose = sorted(self.folder.glob("*.safetensors"))
+        if len(loose) == 1:
+            return [loose[0]], {}
+        pickles = [p for p in PICKLE_FILES if (self.folder / p).exists()]
+        pickles += [p.name for p in self.folder.glob("*.bin")]
+        if pickles:
+            raise CheckpointError(
+                f"{self.folder / pickles[0]}: pickle checkpoints are not read (unpickling can run "
+                "arbitrary code); convert the checkpoint to safetensors with a trusted tool first"
+            )
+        raise CheckpointError(
+            f"{self.folder}: no {SINGLE_FILE} or {INDEX_FILE} found; expected a Hugging Face "
+            "safetensors checkpoint"
+        )
+
+    def _check_index(self) -> None:
+        if self.weight_map is None:
+            return
+        for name, file in self.weight_map.items():
+            info = self.tensors.get(name)
+            if info is None:
+                raise CheckpointError(
+                    f"{self.folder / INDEX_FILE}: lists tensor {name!r} in {file}, but no shard "
+                    "holds it; the checkpoint is incomplete"
+                )
+            if info.file.name != Path(file).name:
+                raise CheckpointError(
+                    f"{self.folder / INDEX_FILE}: lists tensor {name!r} in {file}, but it is in "
+                    f"{info.file.name}"
+                )
+        extra = sorted(set(self.tensors) - set(self.weight_map))
+        if extra:
+            raise CheckpointError(
+                f"{self.tensors[extra[0]].file}: tensor {extra[0]!r} is not in "
+                f"{INDEX_FILE} ({len(extra)} such); the index and shards disagree"
+            )
+
+    # -- reading ----------------------------------------------------------------------------
+    def fd(self, info: TensorInfo) -> int:
+        fd = self._fds.get(info.file)
+        if fd is None:
+            fd = self._fds[info.file] = os.open(info.file, os.O_RDONLY)
+        return fd
+
+    def read_bytes(self, name: str, start: int = 0, nbytes: int | None = None) -> bytearray:
+        """Bytes ``start .. start+nbytes`` of a tensor's data."""
+        info = self.tensors[name]
+        if nbytes is None:
+            nbytes = info.nbytes - start
+        assert start >= 0 and start + nbytes <= info.nbytes
+        return pread_exact(self.fd(info), nbytes, info.offset + start, name=str(info.file))
+
+    def tensor(self, name: str) -> torch.Tensor:
+        """A whole tensor, in its stored dtype."""
+        info = self.tensors[name]
+        return to_torch(self.read_bytes(name), info.dtype, info.shape)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @cached_property
+    def total_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors.values())
+
+    def other_files(self) -> list[Path]:
+        """Files of the folder that are not weights, index or config (tokenizer, generation
+        config, ...): they are copied to a grown checkpoint as they are."""
+        skip = {CONFIG_NAME, INDEX_FILE, *(f.name for f in self.weight_files)}
+        out = []
+        for p in sorted(self.folder.iterdir()):
+            if p.name in skip or p.name.startswith(".") or not p.is_file():
+                continue
+            if p.suffix == ".safetensors":
+                continue
+            safe_child(self.folder, p.name, what=str(self.folder))
+            out.append(p)
+        return out

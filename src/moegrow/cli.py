@@ -1,0 +1,256 @@
+"""``moegrow`` command line: each subcommand parses options and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from moegrow import __version__
+from moegrow.errors import MoegrowError
+from moegrow.spec import GrowthSpec, parse_factor, parse_layer_map, parse_top_k
+
+EXIT_BAD_INPUT = 2
+EXIT_NOT_EXACT = 1
+
+
+def _growth_options(p: argparse.ArgumentParser) -> None:
+    d = p.add_argument_group("depth growth")
+    d.add_argument("--depth", metavar="K", help="each source layer appears K times (integer >= 2)")
+    d.add_argument(
+        "--depth-method",
+        choices=("interpose", "stack"),
+        default="interpose",
+        help="interpose: l0 l0 l1 l1 (the paper's method, default); stack: l0 l1 l0 l1",
+    )
+    d.add_argument(
+        "--keep-first",
+        type=int,
+        default=0,
+        metavar="N",
+        help="leave the first N source layers un-duplicated",
+    )
+    d.add_argument(
+        "--keep-last",
+        type=int,
+        default=0,
+        metavar="N",
+        help="leave the last N source layers un-duplicated",
+    )
+    d.add_argument(
+        "--layer-map",
+        metavar="I,J,...",
+        help="explicit map: output layer j copies source layer map[j]",
+    )
+    d.add_argument(
+        "--zero-init",
+        action="store_true",
+        help="zero the copies' residual output projections: exactly function-preserving",
+    )
+    w = p.add_argument_group("width growth")
+    w.add_argument("--width", metavar="M", help="E experts -> M*E experts (integer >= 2)")
+    w.add_argument("--top-k", default="scale", help="scale (k -> M*k, default), keep, or a number")
+    w.add_argument(
+        "--noise",
+        type=float,
+        default=0.01,
+        metavar="ALPHA",
+        help="relative noise on copies: std = ALPHA x the copied tensor's std (default 0.01)",
+    )
+    w.add_argument("--expert-order", choices=("append", "interleave"), default="append")
+    w.add_argument(
+        "--router",
+        choices=("copy", "random"),
+        default="copy",
+        help="copy router rows (default) or give new experts N(0, 0.02^2) rows and zero biases",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+
+
+def spec_from_args(a: argparse.Namespace) -> GrowthSpec:
+    if a.depth is None and a.width is None and a.layer_map is None:
+        raise MoegrowError("nothing to grow: give --depth K, --width M and/or --layer-map")
+    return GrowthSpec(
+        depth=parse_factor("--depth", a.depth) if a.depth is not None else 1,
+        depth_method=a.depth_method,
+        keep_first=a.keep_first,
+        keep_last=a.keep_last,
+        layer_map=parse_layer_map(a.layer_map) if a.layer_map else None,
+        zero_init=a.zero_init,
+        width=parse_factor("--width", a.width) if a.width is not None else 1,
+        top_k=parse_top_k(a.top_k),
+        noise=a.noise,
+        expert_order=a.expert_order,
+        router=a.router,
+        seed=a.seed,
+    )
+
+
+def cmd_plan(a: argparse.Namespace) -> int:
+    from moegrow.checkpoint import Checkpoint
+    from moegrow.plan import make_plan
+    from moegrow.report import plan_summary, render_plan
+
+    spec = spec_from_args(a)
+    with Checkpoint(a.src) as ckpt:
+        summary = plan_summary(make_plan(ckpt, spec), seq_len=a.seq_len)
+    print(json.dumps(summary, indent=2) if a.json else render_plan(summary))
+    return 0
+
+
+def cmd_grow(a: argparse.Namespace) -> int:
+    from moegrow.grow import grow
+    from moegrow.report import human
+
+    spec = spec_from_args(a)
+    result = grow(
+        a.src,
+        a.out,
+        spec,
+        max_shard_size=a.max_shard_size,
+        overwrite=a.overwrite,
+        progress=not a.quiet,
+    )
+    plan = result.plan
+    rate = result.bytes_written / max(result.seconds, 1e-9)
+    print(
+        f"grew {a.src} -> {result.out}: {len(plan.layer_map)} layers, "
+        f"{len(plan.tensors)} tensors, {human(result.bytes_written, 'B')} in {result.num_shards} "
+        f"shard(s), {result.seconds:.1f} s ({human(rate, 'B')}/s); exact: "
+        + ("yes" if plan.exact else "no (" + "; ".join(plan.not_exact) + ")")
+    )
+    return 0
+
+
+def cmd_verify(a: argparse.Namespace) -> int:
+    from moegrow.verify import verify
+
+    r = verify(a.src, a.grown, batch=a.batch, seq_len=a.seq_len, seed=a.seed)
+    if a.json:
+        print(json.dumps(r.to_json(), indent=2))
+    else:
+        expectation = {True: "exact", False: "not exact", None: "unknown (no growth card)"}
+        print(f"max |delta logits|   {r.max_abs_diff:.3e}")
+        print(f"KL(source || grown)  {r.kl:.3e}")
+        print(f"expected             {expectation[r.expected_exact]}")
+        if r.expected_exact:
+            verdict = "exact" if r.ok else f"NOT exact (tolerance {r.tolerance:g})"
+            print(f"result               {verdict}")
+    return 0 if r.ok else EXIT_NOT_EXACT
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    from moegrow.checkpoint import Checkpoint
+    from moegrow.config_edit import first_present, num_layers
+    from moegrow.families import family_for
+    from moegrow.flops import param_stats
+    from moegrow.norms import norm_profile, plot_profile
+    from moegrow.report import human
+
+    with Checkpoint(a.src) as ckpt:
+        fam = family_for(ckpt.config, where=str(ckpt.folder / "config.json"))
+        stats = param_stats(
+            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), fam, ckpt.config
+        )
+        profile = norm_profile(ckpt, fam)
+        info = {
+            "source": str(ckpt.folder),
+            "model_type": ckpt.config.get("model_type"),
+            "family": fam.name,
+            "layers": num_layers(ckpt.config, fam),
+            **stats.to_json(a.seq_len),
+            "norm_profile": [p.__dict__ for p in profile],
+        }
+        if fam.experts is not None:
+            info["experts"] = first_present(ckpt.config, fam.experts.count_keys, "expert count")[1]
+            info["top_k"] = first_present(ckpt.config, fam.experts.top_k_keys, "top-k")[1]
+    if a.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"{info['source']}: {info['model_type']} (family {info['family']})")
+        print(
+            f"  layers {info['layers']}"
+            + (f", experts {info['experts']}, top-k {info['top_k']}" if "experts" in info else "")
+        )
+        print(f"  params {human(stats.total)} total, {human(stats.active)} active")
+        print(
+            f"  FLOPs/token {human(stats.flops_per_token(a.seq_len))} (T={a.seq_len}), "
+            f"Chinchilla F_c {human(stats.chinchilla_flops)}"
+        )
+        print("  layer  kind   weight RMS")
+        for p in profile:
+            print(f"  {p.layer:>5}  {p.kind:<5}  {p.value:.6f}")
+    if a.plot:
+        plot_profile({info["source"]: profile}, a.plot)
+        print(f"wrote {a.plot}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moegrow",
+        description="Grow pretrained (MoE) checkpoints in depth and width and keep training them.",
+    )
+    parser.add_argument("--version", action="version", version=f"moegrow {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plan", help="print what a growth would produce; writes nothing")
+    p.add_argument("src", help="source checkpoint folder")
+    _growth_options(p)
+    p.add_argument(
+        "--seq-len", type=int, default=4096, help="sequence length of the attention FLOPs term"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("grow", help="grow a checkpoint folder into a new folder")
+    p.add_argument("src", help="source checkpoint folder")
+    p.add_argument("out", help="output folder (must not exist unless --overwrite)")
+    _growth_options(p)
+    p.add_argument("--max-shard-size", default="5GB", help="largest output shard (default 5GB)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_grow)
+
+    p = sub.add_parser("verify", help="compare a grown checkpoint's logits with its source's")
+    p.add_argument("src")
+    p.add_argument("grown")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--seq-len", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("inspect", help="family, counts, parameters and weight-norm profile")
+    p.add_argument("src")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the weight-norm profile")
+    p.add_argument("--seq-len", type=int, default=4096)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # kill: clean up like Ctrl-C
+    try:
+        return args.func(args)
+    except MoegrowError as e:
+        print(f"moegrow: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("moegrow: interrupted; nothing was left behind", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

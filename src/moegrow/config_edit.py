@@ -1,0 +1,156 @@
+"""Edit a raw ``config.json`` dict for a growth, keeping the source's own key spellings.
+
+The config is never round-tripped through transformers' config classes (which rename keys such
+as ``num_experts`` -> ``num_local_experts`` and ``rope_theta`` -> ``rope_parameters``): only the
+fields a growth changes are touched, and every edit is recorded as a human-readable line.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from moegrow.errors import GrowthError
+from moegrow.families.base import Family
+
+
+class ConfigEditor:
+    """Collects edits to a copy of a config dict."""
+
+    def __init__(self, config: dict):
+        self.config = copy.deepcopy(config)
+        self.edits: list[str] = []
+
+    def set(self, key: str, value: object) -> None:
+        old = self.config.get(key, "<absent>")
+        if old != value:
+            self.config[key] = value
+            self.edits.append(f"{key}: {_short(old)} -> {_short(value)}")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def num_layers(config: dict, family: Family) -> int:
+    value = config.get(family.num_layers_key)
+    if not isinstance(value, int) or value < 1:
+        raise GrowthError(
+            f"config.json: {family.num_layers_key} must be a positive integer, got {value!r}"
+        )
+    return value
+
+
+def num_mtp_layers(config: dict, family: Family) -> int:
+    if family.mtp_key is None:
+        return 0
+    return int(config.get(family.mtp_key) or 0)
+
+
+def first_present(config: dict, keys: tuple[str, ...], what: str) -> tuple[str, int]:
+    for key in keys:
+        if isinstance(config.get(key), int):
+            return key, config[key]
+    raise GrowthError(
+        f"config.json: no {what} found under any of {', '.join(keys)}; add the count the "
+        "checkpoint was trained with"
+    )
+
+
+def edit_depth(ed: ConfigEditor, family: Family, layer_map: list[int]) -> None:
+    """Make every layer-count, per-layer and layer-index field consistent with ``layer_map``."""
+    cfg = ed.config
+    old_n = num_layers(cfg, family)
+    new_n = len(layer_map)
+    n_mtp = num_mtp_layers(cfg, family)
+
+    # Fields derived from the layer index are first made explicit, then remapped like any list.
+    if "decoder_sparse_step" in family.index_rules:
+        _explicit_sparse_step(ed, old_n)
+    if "interleave_moe_layer_step" in family.index_rules:
+        _explicit_moe_layers(ed, old_n)
+
+    for key in family.per_layer_lists:
+        values = cfg.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, list) or len(values) not in (old_n, old_n + n_mtp):
+            raise GrowthError(
+                f"config.json: {key} must list one entry per layer ({old_n}), got {_short(values)}"
+            )
+        extra = values[old_n:]  # entries of multi-token-prediction layers, kept after the rest
+        ed.set(key, [values[s] for s in layer_map] + extra)
+
+    for key in family.layer_index_lists:
+        values = cfg.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, list) or not all(isinstance(i, int) for i in values):
+            raise GrowthError(f"config.json: {key} must be a list of layer indices, got {values!r}")
+        chosen = set(values)
+        mtp = [new_n + (i - old_n) for i in values if i >= old_n]
+        ed.set(key, [j for j, s in enumerate(layer_map) if s in chosen] + mtp)
+
+    if "first_k_dense_replace" in family.index_rules:
+        _remap_prefix(ed, "first_k_dense_replace", layer_map, strict=True)
+    if "max_window_layers" in family.index_rules:
+        strict = bool(cfg.get("use_sliding_window")) and cfg.get("sliding_window") is not None
+        _remap_prefix(ed, "max_window_layers", layer_map, strict=strict)
+
+    ed.set(family.num_layers_key, new_n)
+
+
+def _explicit_sparse_step(ed: ConfigEditor, n: int) -> None:
+    """Qwen-MoE: layer i is sparse iff i not in mlp_only_layers and (i + 1) % step == 0. Inserting
+    layers would silently move the sparse layers, so list the dense ones and set step 1."""
+    step = ed.config.get("decoder_sparse_step")
+    if step in (None, 1):
+        return
+    dense = set(ed.config.get("mlp_only_layers") or [])
+    dense |= {i for i in range(n) if (i + 1) % step != 0}
+    ed.set("mlp_only_layers", sorted(dense))
+    ed.set("decoder_sparse_step", 1)
+
+
+def _explicit_moe_layers(ed: ConfigEditor, n: int) -> None:
+    """Llama 4: without ``moe_layers``, layers step-1, 2*step-1, ... are MoE; list them."""
+    if ed.config.get("moe_layers") is not None:
+        return
+    step = ed.config.get("interleave_moe_layer_step", 1) or 1
+    ed.set("moe_layers", list(range(step - 1, n, step)))
+
+
+def _remap_prefix(ed: ConfigEditor, key: str, layer_map: list[int], *, strict: bool) -> None:
+    """A field meaning "layers < value are special": the special output layers must again form
+    a prefix of the model."""
+    value = ed.config.get(key)
+    if not isinstance(value, int):
+        return
+    special = [s < value for s in layer_map]
+    new_value = sum(special)
+    if strict and special != [True] * new_value + [False] * (len(special) - new_value):
+        raise GrowthError(
+            f"config.json: {key}={value} marks the first {value} layers as special, but this "
+            "layer map interleaves them with the others, which the config cannot express: use "
+            "--depth-method interpose or --keep-first"
+        )
+    ed.set(key, new_value)
+
+
+def edit_width(
+    ed: ConfigEditor, family: Family, factor: int, new_top_k: int, *, scale_groups: bool
+) -> None:
+    """Multiply the expert count by ``factor`` in every spelling present and set top-k."""
+    assert family.experts is not None and family.router is not None
+    cfg = ed.config
+    _, num_experts = first_present(cfg, family.experts.count_keys, "expert count")
+    for key in family.experts.count_keys:
+        if isinstance(cfg.get(key), int):
+            ed.set(key, cfg[key] * factor)
+    present = [k for k in family.experts.top_k_keys if isinstance(cfg.get(k), int)]
+    for key in present:
+        ed.set(key, new_top_k)
+    if scale_groups and family.router.group_keys:
+        for key in family.router.group_keys:
+            if isinstance(cfg.get(key), int):
+                ed.set(key, cfg[key] * factor)

@@ -1,0 +1,143 @@
+"""How a model family is declared: tensor-name templates and config keys, as data.
+
+Templates are layer-relative tensor names (the part after ``model.layers.{i}.``) in which
+``{e}`` stands for an expert index and a trailing ``*`` for any suffix, so one template covers a
+weight, its bias and quantisation siblings (``weight_scale_inv``, ``_blocks``/``_scales``).
+Expert axes are declared, never guessed: per-expert templates name the expert in the tensor
+name; fused templates name tensors whose axis 0 is the expert axis (true of every family on disk).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache, cached_property
+
+
+@cache
+def compile_template(template: str) -> re.Pattern[str]:
+    """``"mlp.experts.{e}.*"`` -> a regex whose group ``e`` captures the expert index."""
+    prefix_only = template.endswith("*")
+    body = template[:-1] if prefix_only else template
+    pattern = re.escape(body).replace(re.escape("{e}"), r"(?P<e>\d+)")
+    return re.compile(pattern + (".*" if prefix_only else "") + r"\Z")
+
+
+def matches(templates: tuple[str, ...], name: str) -> bool:
+    return any(compile_template(t).match(name) for t in templates)
+
+
+@dataclass(frozen=True)
+class Router:
+    """The router of an MoE layer and how it scores experts."""
+
+    weight: str
+    """Router weight ``[E, H]``: one row per expert."""
+    biases: tuple[str, ...] = ()
+    """Learned per-expert router biases ``[E]`` (copies get noise like the weight rows)."""
+    balance_biases: tuple[str, ...] = ()
+    """Load-balancing biases ``[E]`` that only steer selection (DeepSeek-V3
+    ``e_score_correction_bias``): copied exactly."""
+    scoring: str = "softmax"
+    """``softmax``: softmax over all experts, then top-k; ``softmax_topk``: top-k of the logits,
+    then softmax over the k; ``sigmoid``: sigmoid scores of the chosen experts;
+    ``sparsemixer``: PhiMoE's fixed top-2 sampler (cannot be grown exactly)."""
+    renormalize: bool | str = True
+    """Whether the chosen experts' weights are renormalised to sum to 1, or the config key that
+    says so (``norm_topk_prob``)."""
+    renormalize_default: bool = False
+    """Value assumed when the ``renormalize`` key is absent from config.json."""
+    group_keys: tuple[str, str] | None = None
+    """``(n_group, topk_group)`` config keys of group-limited routing, scaled with the experts."""
+
+
+@dataclass(frozen=True)
+class Experts:
+    """Where an MoE layer's experts live on disk and which config keys count them."""
+
+    count_keys: tuple[str, ...]
+    """Config keys holding the number of routed experts (every spelling present is updated)."""
+    top_k_keys: tuple[str, ...]
+    """Config keys holding the number of experts each token is routed to."""
+    per_expert: tuple[str, ...] = ()
+    """Templates with ``{e}``: tensors that belong to one expert each."""
+    fused: tuple[str, ...] = ()
+    """Templates of tensors holding all experts stacked on axis 0."""
+    down: tuple[str, ...] = ()
+    """Templates of the experts' output projections (with biases): halved on both copies when a
+    router without renormalisation would otherwise count a duplicated expert twice."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: everything growth needs to know about its checkpoints."""
+
+    name: str
+    model_types: tuple[str, ...]
+    residual: tuple[str, ...]
+    """Templates of every residual-branch output projection of a layer (attention out-proj,
+    expert / shared-expert / dense down-proj, with biases); ``--zero-init`` zeroes them in copied
+    layers so that a copy adds nothing to the residual stream."""
+    experts: Experts | None = None
+    router: Router | None = None
+    layer_prefix: str = "model.layers."
+    num_layers_key: str = "num_hidden_layers"
+    required_global: tuple[str, ...] = ("model.embed_tokens.weight", "model.norm.weight")
+    required_layer: tuple[str, ...] = ("input_layernorm.weight", "self_attn.o_proj.weight")
+    embedding: str = "model.embed_tokens.weight"
+    per_layer_lists: tuple[str, ...] = ("layer_types",)
+    """Config lists with one entry per layer (``layer_types``, ``no_rope_layers``)."""
+    layer_index_lists: tuple[str, ...] = ()
+    """Config lists of layer indices (``mlp_only_layers``, ``moe_layers``)."""
+    index_rules: tuple[str, ...] = ()
+    """Config fields derived from layer indices that code must rewrite (``decoder_sparse_step``,
+    ``interleave_moe_layer_step``, ``first_k_dense_replace``, ``max_window_layers``)."""
+    mtp_key: str | None = None
+    """Config key counting multi-token-prediction layers stored after the main layers."""
+    notes: str = ""
+    dense_ffn: tuple[str, ...] = field(
+        default=("mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight")
+    )
+    """Dense MLP matrices (weight-norm profile of dense layers)."""
+
+    @property
+    def is_moe(self) -> bool:
+        return self.experts is not None
+
+    @cached_property
+    def layer_regex(self) -> re.Pattern[str]:
+        return re.compile(re.escape(self.layer_prefix) + r"(?P<i>\d+)\.(?P<rest>.+)\Z")
+
+    def classify(self, rest: str) -> tuple[str, int | None]:
+        """Role of a layer-relative tensor name: ``("expert", e)``, ``("fused", None)``,
+        ``("router", None)``, ``("router_bias", None)``, ``("balance_bias", None)`` or
+        ``("plain", None)``."""
+        if self.experts is not None and self.router is not None:
+            if rest == self.router.weight:
+                return "router", None
+            if rest in self.router.biases:
+                return "router_bias", None
+            if rest in self.router.balance_biases:
+                return "balance_bias", None
+            for t in self.experts.per_expert:
+                m = compile_template(t).match(rest)
+                if m:
+                    return "expert", int(m.group("e"))
+            if matches(self.experts.fused, rest):
+                return "fused", None
+        return "plain", None
+
+    def expert_name(self, rest: str, old: int, new: int) -> str:
+        """Rename a per-expert tensor from expert ``old`` to expert ``new``."""
+        assert self.experts is not None
+        for t in self.experts.per_expert:
+            m = compile_template(t).match(rest)
+            if m and int(m.group("e")) == old:
+                return rest[: m.start("e")] + str(new) + rest[m.end("e") :]
+        raise AssertionError(f"{rest} is not a per-expert tensor of expert {old}")
+
+    def is_residual(self, rest: str) -> bool:
+        return matches(self.residual, rest)
+
+    def is_down(self, rest: str) -> bool:
+        return self.experts is not None and matches(self.experts.down, rest)

@@ -1,0 +1,110 @@
+"""Parameter counts and training FLOPs per token, from tensor shapes and config.json alone.
+
+Formula (one place, used everywhere): training FLOPs per token = 6 * N_matmul + attention, after
+Kaplan et al. 2020 (arXiv 2001.08361, Table 1: 2N forward, x3 with backward) and PaLM
+(Chowdhery et al. 2022, arXiv 2204.02311, App. B: attention adds 6 * L * T * (d_qk + d_v) * h,
+i.e. 12 * L * H * Q * T when query/key and value head widths are equal). N_matmul counts the
+*activated* parameters that multiply activations: every non-expert weight, plus k/E of each MoE
+layer's routed-expert weights, minus the input-embedding lookup (plus the LM head, which is the
+embedding matrix again when tied). The Chinchilla point on activated parameters is
+``F_c = 6 * N_a * (20 * N_a)`` (PAPER.md; Hoffmann et al. 2022, 20 tokens per parameter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from moegrow.families.base import Family
+
+#: Sequence length assumed for the attention term when none is given (the paper's).
+DEFAULT_SEQ_LEN = 4096
+
+
+def param_count(name: str, dtype: str, shape: tuple[int, ...]) -> int:
+    """Parameters stored in one tensor: MXFP4 ``_blocks`` hold two 4-bit values per byte;
+    quantisation scales are not parameters."""
+    n = 1
+    for d in shape:
+        n *= d
+    if name.endswith(("_scale_inv", "_scales", ".weight_scale")):
+        return 0
+    if name.endswith("_blocks") and dtype == "U8":
+        return 2 * n
+    return n
+
+
+@dataclass(frozen=True)
+class ParamStats:
+    total: int
+    active: int
+    embedding: int
+    tied: bool
+    num_layers: int
+    attention_width: int
+    """Per layer: heads x (query/key head width + value head width)."""
+
+    def flops_per_token(self, seq_len: int = DEFAULT_SEQ_LEN) -> float:
+        matmul = self.active - self.embedding + (self.embedding if self.tied else 0)
+        return 6.0 * matmul + 6.0 * self.num_layers * seq_len * self.attention_width
+
+    @property
+    def chinchilla_flops(self) -> float:
+        """F_c = 6 * N_a * (20 * N_a)."""
+        return 6.0 * self.active * 20.0 * self.active
+
+    def to_json(self, seq_len: int = DEFAULT_SEQ_LEN) -> dict:
+        return {
+            "total_params": self.total,
+            "active_params": self.active,
+            "embedding_params": self.embedding,
+            "flops_per_token": self.flops_per_token(seq_len),
+            "flops_per_token_seq_len": seq_len,
+            "chinchilla_flops": self.chinchilla_flops,
+        }
+
+
+def param_stats(
+    tensors: Iterable[tuple[str, str, tuple[int, ...]]], family: Family, config: dict
+) -> ParamStats:
+    """Count parameters of a checkpoint given ``(name, dtype, shape)`` of every tensor."""
+    total = active = embedding = 0
+    num_experts = top_k = None
+    if family.experts is not None:
+        num_experts = next(
+            (config[k] for k in family.experts.count_keys if isinstance(config.get(k), int)), None
+        )
+        top_k = next(
+            (config[k] for k in family.experts.top_k_keys if isinstance(config.get(k), int)), None
+        )
+    for name, dtype, shape in tensors:
+        n = param_count(name, dtype, shape)
+        total += n
+        if name == family.embedding:
+            embedding = n
+        m = family.layer_regex.match(name)
+        routed = m is not None and family.classify(m.group("rest"))[0] in ("expert", "fused")
+        if routed and num_experts and top_k:
+            active += n * top_k / num_experts
+        else:
+            active += n
+    n_layers = config.get(family.num_layers_key, 0)
+    return ParamStats(
+        total=total,
+        active=round(active),
+        embedding=embedding,
+        tied=bool(config.get("tie_word_embeddings", False)),
+        num_layers=n_layers,
+        attention_width=_attention_width(config),
+    )
+
+
+def _attention_width(config: dict) -> int:
+    heads = config.get("num_attention_heads") or 0
+    hidden = config.get("hidden_size") or 0
+    head_dim = config.get("head_dim") or (hidden // heads if heads else 0)
+    if "qk_nope_head_dim" in config:  # DeepSeek multi-head latent attention
+        qk = (config.get("qk_nope_head_dim") or 0) + (config.get("qk_rope_head_dim") or 0)
+        v = config.get("v_head_dim") or head_dim
+        return heads * (qk + v)
+    return heads * 2 * head_dim

@@ -1,0 +1,406 @@
+"""A growth as data: every output tensor, the source bytes it is made of and the operator on them.
+
+The plan is built from tensor headers and config.json alone (no tensor data is read), printed by
+``moegrow plan``, executed by :mod:`moegrow.grow` and saved in the growth card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from moegrow.checkpoint import Checkpoint
+from moegrow.config_edit import ConfigEditor, edit_depth, edit_width, num_layers, num_mtp_layers
+from moegrow.errors import CheckpointError, GrowthError
+from moegrow.families import Family, family_for
+from moegrow.layer_map import build_layer_map, copy_flags, preserves_order
+from moegrow.routing import WidthRules, width_rules
+from moegrow.safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, TensorInfo, numel
+from moegrow.spec import GrowthSpec
+
+#: std of the rows of a randomly initialised router (the paper's random-router baseline).
+RANDOM_ROUTER_STD = 0.02
+
+
+@dataclass(frozen=True)
+class Part:
+    """A run of an output tensor along axis 0: rows ``start:stop`` of ``source`` (all of it when
+    ``start`` is None) with an operator applied."""
+
+    source: str | None
+    start: int | None = None
+    stop: int | None = None
+    op: str = "copy"
+    """``copy``; ``noise``: add N(0, (alpha*sigma)^2); ``zero``; ``random``: N(0, std^2) rows."""
+    scale: float = 1.0
+    """Multiplier applied after the operator (1/M on down-projections of sigmoid routers)."""
+    sigma: str = "part"
+    """Noise std measured on this ``part`` or on the whole ``source`` tensor (router)."""
+    std: float = 0.0
+    """std of a ``random`` part (0 gives zeros)."""
+    rows: int = 0
+    """Output rows of a ``zero`` or ``random`` part, which read no source bytes."""
+
+
+@dataclass
+class OutTensor:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    parts: list[Part]
+    role: str = "plain"
+
+    @property
+    def nbytes(self) -> int:
+        return numel(self.shape) * DTYPE_SIZES[self.dtype]
+
+
+@dataclass
+class Plan:
+    source: str
+    family: Family
+    spec: GrowthSpec
+    source_config: dict
+    config: dict
+    config_edits: list[str]
+    layer_map: list[int]
+    expert_map: list[tuple[int, bool]] | None
+    tensors: list[OutTensor]
+    source_tensors: dict[str, TensorInfo]
+    exact: bool
+    not_exact: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    width: WidthRules | None = None
+
+    @property
+    def bytes_out(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+    @property
+    def bytes_in(self) -> int:
+        return sum(t.nbytes for t in self.source_tensors.values())
+
+
+def is_quant_scale(name: str) -> bool:
+    """Quantisation scales stored beside their values (FP8 ``weight_scale_inv``, MXFP4
+    ``_scales``): duplicated with their experts, never given noise."""
+    return name.endswith(("_scale_inv", "_scales", ".weight_scale"))
+
+
+def build_expert_map(num_experts: int, factor: int, order: str) -> list[tuple[int, bool]]:
+    """(source expert, is a copy) for every output expert."""
+    if order == "append":
+        return [(e, c > 0) for c in range(factor) for e in range(num_experts)]
+    return [(e, c > 0) for e in range(num_experts) for c in range(factor)]
+
+
+def split_layers(
+    ckpt: Checkpoint, family: Family
+) -> tuple[list[TensorInfo], dict[int, dict[str, TensorInfo]]]:
+    """Non-layer tensors, and every layer's tensors by layer-relative name."""
+    globals_: list[TensorInfo] = []
+    layers: dict[int, dict[str, TensorInfo]] = {}
+    for name, info in ckpt.tensors.items():
+        m = family.layer_regex.match(name)
+        if m:
+            layers.setdefault(int(m.group("i")), {})[m.group("rest")] = info
+        else:
+            globals_.append(info)
+    return globals_, layers
+
+
+def validate_source(ckpt: Checkpoint, family: Family) -> None:
+    """Check the checkpoint against its family declaration before planning anything."""
+    cfg = ckpt.config
+    n = num_layers(cfg, family)
+    n_mtp = num_mtp_layers(cfg, family)
+    globals_, layers = split_layers(ckpt, family)
+    names = {t.name for t in globals_}
+    for req in family.required_global:
+        if req not in names:
+            raise CheckpointError(
+                f"{ckpt.folder}: tensor {req!r}, required by the {family.name} family, is "
+                "missing; the checkpoint is incomplete"
+            )
+    expected = set(range(n + n_mtp))
+    for i in sorted(set(layers) - expected):
+        example = family.layer_prefix + f"{i}." + next(iter(layers[i]))
+        raise CheckpointError(
+            f"{ckpt.folder}: tensor {example!r} belongs to layer {i}, but config.json declares "
+            f"{family.num_layers_key}={n}"
+            + (f" and {family.mtp_key}={n_mtp}" if family.mtp_key else "")
+        )
+    for i in range(n + n_mtp):
+        rests = layers.get(i)
+        if not rests:
+            raise CheckpointError(
+                f"{ckpt.folder}: no tensors for layer {i} ({family.layer_prefix}{i}.*), but "
+                f"config.json declares {family.num_layers_key}={n}"
+            )
+        if i < n:
+            for req in family.required_layer:
+                if req not in rests:
+                    raise CheckpointError(
+                        f"{ckpt.folder}: tensor {family.layer_prefix}{i}.{req!r}, required by "
+                        f"the {family.name} family, is missing"
+                    )
+        if family.is_moe:
+            _validate_moe_layer(ckpt, family, i, rests)
+    if family.is_moe and not any(
+        family.router.weight in rests
+        for rests in layers.values()  # type: ignore[union-attr]
+    ):
+        raise CheckpointError(
+            f"{ckpt.folder}: no layer has the {family.name} router tensor "
+            f"{family.layer_prefix}{{i}}.{family.router.weight}; the checkpoint does not match its "  # type: ignore[union-attr]
+            "model_type"
+        )
+
+
+def _validate_moe_layer(
+    ckpt: Checkpoint, family: Family, i: int, rests: dict[str, TensorInfo]
+) -> None:
+    assert family.experts is not None and family.router is not None
+    router = rests.get(family.router.weight)
+    if router is None:
+        if any(family.classify(r)[0] != "plain" for r in rests):
+            raise CheckpointError(
+                f"{ckpt.folder}: layer {i} has expert tensors but no router "
+                f"{family.layer_prefix}{i}.{family.router.weight}"
+            )
+        return  # a dense layer of a mixed model
+    from moegrow.config_edit import first_present
+
+    _, e_count = first_present(ckpt.config, family.experts.count_keys, "expert count")
+    where = f"{ckpt.folder}: tensor {family.layer_prefix}{i}."
+    if router.shape[0] != e_count:
+        raise CheckpointError(
+            f"{where}{family.router.weight}: has {router.shape[0]} rows, expected one per expert "
+            f"({e_count} in config.json)"
+        )
+    by_expert: dict[int, set[str]] = {}
+    for rest, info in rests.items():
+        role, e = family.classify(rest)
+        if role == "expert":
+            assert e is not None
+            by_expert.setdefault(e, set()).add(family.expert_name(rest, e, 0))
+        elif role in ("fused", "router_bias", "balance_bias") and (
+            not info.shape or info.shape[0] != e_count
+        ):
+            raise CheckpointError(
+                f"{where}{rest}: axis 0 has {info.shape[:1]} entries, expected the {e_count} "
+                "experts declared in config.json"
+            )
+    if by_expert:
+        if set(by_expert) != set(range(e_count)):
+            missing = sorted(set(range(e_count)) - set(by_expert))
+            raise CheckpointError(
+                f"{ckpt.folder}: layer {i}: tensors of expert(s) {missing[:5]} are missing "
+                f"(config.json declares {e_count} experts)"
+            )
+        union = set().union(*by_expert.values())
+        for e, names in by_expert.items():
+            if names != union:
+                lacking = sorted(union - names)[0]
+                raise CheckpointError(
+                    f"{where}{family.expert_name(lacking, 0, e)}: missing (expert {e} lacks a "
+                    "tensor the other experts have)"
+                )
+
+
+def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
+    """Plan a growth of ``ckpt``. Raises :class:`GrowthError` / :class:`CheckpointError` for
+    anything that cannot be done, before any byte is written."""
+    cfg = ckpt.config
+    family = family_for(cfg, where=str(ckpt.folder / "config.json"))
+    validate_source(ckpt, family)
+    n = num_layers(cfg, family)
+    n_mtp = num_mtp_layers(cfg, family)
+    globals_, layers = split_layers(ckpt, family)
+
+    layer_map = build_layer_map(n, spec) if spec.grows_depth else list(range(n))
+    copies = copy_flags(layer_map)
+    editor = ConfigEditor(cfg)
+    not_exact: list[str] = []
+    notes: list[str] = []
+    if spec.grows_depth:
+        edit_depth(editor, family, layer_map)
+        if set(layer_map) != set(range(n)):
+            dropped = sorted(set(range(n)) - set(layer_map))
+            notes.append(f"the layer map drops source layer(s) {dropped}")
+        if not spec.zero_init:
+            not_exact.append(
+                "depth copies are plain (the paper's method): pass --zero-init for an exactly "
+                "function-preserving growth"
+            )
+        elif not preserves_order(layer_map, n):
+            not_exact.append("the layer map reorders or drops source layers")
+
+    rules: WidthRules | None = None
+    expert_map = None
+    if spec.grows_width:
+        rules = width_rules(family, cfg, spec)
+        edit_width(editor, family, spec.width, rules.new_top_k, scale_groups=rules.scale_groups)
+        not_exact += rules.reasons
+        notes += rules.notes
+        expert_map = build_expert_map(rules.num_experts, spec.width, spec.expert_order)
+
+    builder = _TensorBuilder(family, spec, rules, expert_map)
+    out: list[OutTensor] = []
+    for info in sorted(globals_, key=lambda t: (not _is_input_side(t.name), t.name)):
+        out.append(OutTensor(info.name, info.dtype, info.shape, [Part(info.name)]))
+    new_n = len(layer_map)
+    for j, s in enumerate(layer_map):
+        out += builder.layer(layers[s], j, is_copy=copies[j])
+    for t in range(n_mtp):  # multi-token-prediction layers: re-indexed, never duplicated
+        out += builder.layer(layers[n + t], new_n + t, is_copy=False)
+    if n_mtp and spec.grows_depth:
+        notes.append(f"{n_mtp} multi-token-prediction layer(s) re-indexed to start at {new_n}")
+
+    return Plan(
+        source=str(ckpt.folder),
+        family=family,
+        spec=spec,
+        source_config=cfg,
+        config=editor.config,
+        config_edits=editor.edits,
+        layer_map=layer_map,
+        expert_map=expert_map,
+        tensors=out,
+        source_tensors=ckpt.tensors,
+        exact=not not_exact,
+        not_exact=not_exact,
+        notes=notes,
+        width=rules,
+    )
+
+
+def _is_input_side(name: str) -> bool:
+    return "embed" in name
+
+
+class _TensorBuilder:
+    """Makes the output tensors of one layer."""
+
+    def __init__(self, family, spec, rules, expert_map):
+        self.family: Family = family
+        self.spec: GrowthSpec = spec
+        self.rules: WidthRules | None = rules
+        self.expert_map: list[tuple[int, bool]] | None = expert_map
+        self.prefix = family.layer_prefix
+
+    def layer(self, tensors: dict[str, TensorInfo], j: int, *, is_copy: bool) -> list[OutTensor]:
+        out = []
+        for rest, info in sorted(tensors.items()):
+            zero = self.spec.zero_init and is_copy and self.family.is_residual(rest)
+            role, e = self.family.classify(rest) if self.rules else ("plain", None)
+            name = f"{self.prefix}{j}.{rest}"
+            if role == "plain":
+                out.append(OutTensor(name, info.dtype, info.shape, [_whole(info, zero)]))
+            elif role == "expert":
+                out += self._per_expert(info, rest, j, e, zero, tensors)
+            else:
+                out.append(self._stacked(info, rest, name, role, zero, tensors))
+        return out
+
+    def _noise_op(self, info: TensorInfo, rest: str) -> str:
+        if self.spec.noise == 0 or is_quant_scale(rest):
+            return "copy"
+        if info.dtype not in FLOAT_DTYPES:
+            raise GrowthError(
+                f"tensor {info.name!r} is {info.dtype} (quantised): noise cannot be added without "
+                "dequantising it; pass --noise 0 to duplicate quantised experts exactly"
+            )
+        return "noise"
+
+    def _down_scale(self, rest: str, tensors: dict[str, TensorInfo]) -> float:
+        """Scale for an expert tensor: 1/M on down-projections where the router needs it; on
+        quantised tensors the scale goes into the sibling scale tensor instead."""
+        assert self.rules is not None
+        if self.rules.down_scale == 1.0 or not self.family.is_down(rest):
+            return 1.0
+        info = tensors[rest]
+        if info.dtype in FLOAT_DTYPES or rest.endswith("_scales"):
+            return self.rules.down_scale
+        sibling = rest + "_scale_inv" if rest.endswith(".weight") else None
+        if rest.endswith("_blocks"):
+            sibling = rest[: -len("_blocks")] + "_scales"
+        if sibling not in tensors:
+            raise GrowthError(
+                f"tensor {info.name!r} is {info.dtype} with no scale tensor beside it: its "
+                "down-projection cannot be scaled exactly; dequantise the checkpoint first"
+            )
+        return 1.0
+
+    def _per_expert(self, info, rest, j, e, zero, tensors) -> list[OutTensor]:
+        assert self.expert_map is not None
+        out = []
+        scale = self._down_scale(rest, tensors)
+        for new_e, (src_e, copy) in enumerate(self.expert_map):
+            if src_e != e:
+                continue
+            op = "zero" if zero else (self._noise_op(info, rest) if copy else "copy")
+            name = f"{self.prefix}{j}.{self.family.expert_name(rest, e, new_e)}"
+            part = Part(info.name, op=op, scale=scale, rows=info.shape[0] if info.shape else 1)
+            out.append(OutTensor(name, info.dtype, info.shape, [part], role="expert"))
+        return out
+
+    def _stacked(self, info, rest, name, role, zero, tensors) -> OutTensor:
+        """A tensor with one entry per expert on axis 0: fused experts, router rows, biases."""
+        assert self.expert_map is not None
+        rows_out = info.shape[0] * self.spec.width
+        shape = (rows_out, *info.shape[1:])
+        if zero:
+            return OutTensor(
+                name, info.dtype, shape, [Part(info.name, op="zero", rows=rows_out)], role
+            )
+        scale = self._down_scale(rest, tensors) if role == "fused" else 1.0
+        parts: list[Part] = []
+        for src_e, copy in self.expert_map:
+            op = "copy"
+            sigma = "part"
+            if copy and role in ("fused", "router", "router_bias"):
+                if self.spec.router == "random" and role in ("router", "router_bias"):
+                    std = RANDOM_ROUTER_STD if role == "router" else 0.0
+                    parts.append(Part(None, op="random", std=std, rows=1))
+                    continue
+                op = self._noise_op(info, rest)
+                sigma = "part" if role == "fused" else "source"
+            parts.append(Part(info.name, src_e, src_e + 1, op=op, scale=scale, sigma=sigma))
+        return OutTensor(name, info.dtype, shape, _merge_copies(parts), role)
+
+
+def _whole(info: TensorInfo, zero: bool) -> Part:
+    return Part(info.name, op="zero" if zero else "copy", rows=info.shape[0] if info.shape else 1)
+
+
+def _merge_copies(parts: list[Part]) -> list[Part]:
+    """Fuse runs of plain copies of consecutive rows of one source into one part."""
+    merged: list[Part] = []
+    for p in parts:
+        prev = merged[-1] if merged else None
+        if (
+            prev is not None
+            and p.op == prev.op == "copy"
+            and p.scale == prev.scale == 1.0
+            and p.source == prev.source
+            and p.start == prev.stop
+        ):
+            merged[-1] = Part(p.source, prev.start, p.stop)
+        else:
+            merged.append(p)
+    return merged
+
+
+def assign_shards(tensors: list[OutTensor], max_shard_size: int) -> list[list[OutTensor]]:
+    """Cut the tensors, in plan order, into shards of at most ``max_shard_size`` bytes (a larger
+    tensor gets a shard of its own). Within a shard, wider dtypes come first so that every tensor
+    starts aligned to its element size."""
+    shards: list[list[OutTensor]] = []
+    size = 0
+    for t in tensors:
+        if not shards or (size + t.nbytes > max_shard_size and shards[-1]):
+            shards.append([])
+            size = 0
+        shards[-1].append(t)
+        size += t.nbytes
+    return [sorted(s, key=lambda t: -DTYPE_SIZES[t.dtype]) for s in shards]

@@ -1,0 +1,101 @@
+"""What ``moegrow plan`` prints: a growth plan summarised as a dict (``--json``) or as text."""
+
+from __future__ import annotations
+
+from moegrow.config_edit import first_present, num_layers
+from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
+from moegrow.grow import CHUNK_ELEMENTS
+from moegrow.plan import Plan
+
+#: Resident memory of the Python process with torch imported, measured on CPU (bytes).
+BASELINE_RSS = 400 * 2**20
+
+
+def estimated_peak_memory() -> int:
+    """Peak resident memory of a growth: the interpreter plus a few working chunks (read buffer,
+    float32 copy, noise, output), whatever the model or shard size."""
+    return BASELINE_RSS + 6 * CHUNK_ELEMENTS * 4
+
+
+def plan_summary(plan: Plan, seq_len: int = DEFAULT_SEQ_LEN) -> dict:
+    fam = plan.family
+    before = param_stats(
+        ((i.name, i.dtype, i.shape) for i in plan.source_tensors.values()), fam, plan.source_config
+    )
+    after = param_stats(((t.name, t.dtype, t.shape) for t in plan.tensors), fam, plan.config)
+    counts = {
+        "layers": [num_layers(plan.source_config, fam), num_layers(plan.config, fam)],
+    }
+    if fam.experts is not None:
+        keys = fam.experts
+        counts["experts"] = [
+            first_present(c, keys.count_keys, "expert count")[1]
+            for c in (plan.source_config, plan.config)
+        ]
+        counts["top_k"] = [
+            first_present(c, keys.top_k_keys, "top-k")[1] for c in (plan.source_config, plan.config)
+        ]
+    return {
+        "source": plan.source,
+        "family": fam.name,
+        "model_type": plan.source_config.get("model_type"),
+        "growth": plan.spec.to_json(),
+        "counts": counts,
+        "params": {
+            "total": [before.total, after.total],
+            "active": [before.active, after.active],
+        },
+        "flops_per_token": [before.flops_per_token(seq_len), after.flops_per_token(seq_len)],
+        "flops_per_token_seq_len": seq_len,
+        "chinchilla_flops": [before.chinchilla_flops, after.chinchilla_flops],
+        "bytes_in": plan.bytes_in,
+        "bytes_out": plan.bytes_out,
+        "num_tensors": [len(plan.source_tensors), len(plan.tensors)],
+        "estimated_peak_memory": estimated_peak_memory(),
+        "layer_map": plan.layer_map,
+        "config_edits": plan.config_edits,
+        "exact": plan.exact,
+        "not_exact": plan.not_exact,
+        "notes": plan.notes,
+    }
+
+
+def human(n: float, unit: str = "") -> str:
+    for suffix in ("", "K", "M", "G", "T", "P"):
+        if abs(n) < 1000:
+            return f"{n:.3g}{suffix}{unit}"
+        n /= 1000
+    return f"{n:.3g}E{unit}"
+
+
+def render_plan(s: dict) -> str:
+    lines = [f"source   {s['source']}  ({s['model_type']}, family {s['family']})"]
+
+    def row(label: str, pair, fmt=str) -> None:
+        lines.append(f"  {label:<22}{fmt(pair[0]):>12} -> {fmt(pair[1])}")
+
+    for key, pair in s["counts"].items():
+        row(key.replace("_", "-"), pair)
+    row("total params", s["params"]["total"], human)
+    row("active params", s["params"]["active"], human)
+    row(f"FLOPs/token (T={s['flops_per_token_seq_len']})", s["flops_per_token"], human)
+    row("Chinchilla F_c", s["chinchilla_flops"], human)
+    row("tensors", s["num_tensors"])
+    row("bytes", [s["bytes_in"], s["bytes_out"]], lambda b: human(b, "B"))
+    lines.append(f"  {'est. peak memory':<22}{human(s['estimated_peak_memory'], 'B'):>12}")
+    if s["layer_map"] != list(range(len(s["layer_map"]))):
+        lines.append(f"  layer map: {_compact(s['layer_map'])}")
+    lines.append("config edits:" if s["config_edits"] else "config edits: none")
+    lines += [f"  {e}" for e in s["config_edits"]]
+    if s["exact"]:
+        lines.append("exact: yes, the grown model computes the same logits as the source")
+    else:
+        lines.append("exact: no")
+        lines += [f"  - {r}" for r in s["not_exact"]]
+    lines += [f"note: {n}" for n in s["notes"]]
+    return "\n".join(lines)
+
+
+def _compact(values: list[int], limit: int = 40) -> str:
+    text = " ".join(map(str, values[:limit]))
+    return text + (f" ... ({len(values)} layers)" if len(values) > limit else "")

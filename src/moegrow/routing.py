@@ -1,0 +1,120 @@
+"""Which width growths keep a router's output exactly, and what that takes.
+
+With every expert duplicated and top-k multiplied by the same factor M, each original choice of
+k experts becomes the choice of all M*k copies (the copies' logits tie). What each copy then
+weighs decides exactness (ECOSYSTEM.md §2.5, measured on transformers 5.24):
+
+- softmax over all experts (renormalised or not): each copy gets p/M, the copies sum to p;
+- top-k then softmax over the chosen: the M copies share the old weight; exact;
+- sigmoid with renormalisation: the M copies share the old weight; exact;
+- sigmoid without renormalisation: every copy keeps the full score, so the layer output is
+  multiplied by M unless each copy's down-projection is divided by M (done here);
+- group-limited routing (DeepSeek): exact when the groups are multiplied too and copies are
+  appended, so that every group has an identical twin group;
+- PhiMoE's sparsemixer is hard-wired to two experts: it cannot be grown exactly (refused).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from moegrow.config_edit import first_present
+from moegrow.errors import GrowthError
+from moegrow.families.base import Family
+from moegrow.spec import GrowthSpec
+
+
+@dataclass
+class WidthRules:
+    num_experts: int
+    top_k: int
+    new_top_k: int
+    down_scale: float = 1.0
+    """Factor on every copy's down-projection (1/M for sigmoid routers without renormalisation)."""
+    scale_groups: bool = False
+    exact: bool = True
+    reasons: list[str] = field(default_factory=list)
+    """Why the growth is not function-preserving (empty when exact)."""
+    notes: list[str] = field(default_factory=list)
+
+
+def renormalizes(family: Family, config: dict) -> bool:
+    assert family.router is not None
+    r = family.router.renormalize
+    if isinstance(r, bool):
+        return r
+    value = config.get(r)
+    return family.router.renormalize_default if value is None else bool(value)
+
+
+def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
+    """Check a width growth against the family's router and decide the config and tensor edits."""
+    if family.experts is None or family.router is None:
+        raise GrowthError(
+            f"--width {spec.width}: {family.name} is a dense family (no experts to duplicate); "
+            "only depth growth is supported for it"
+        )
+    router = family.router
+    if router.scoring == "sparsemixer":
+        raise GrowthError(
+            f"--width {spec.width}: {family.name}'s sparsemixer router is hard-wired to top-2, "
+            "so duplicated experts cannot be routed like the originals; width growth is refused "
+            "for this family (depth growth works)"
+        )
+    _, num_experts = first_present(config, family.experts.count_keys, "expert count")
+    _, top_k = first_present(config, family.experts.top_k_keys, "top-k")
+    m = spec.width
+    new_e = num_experts * m
+    if spec.top_k == "scale":
+        new_k = top_k * m
+    elif spec.top_k == "keep":
+        new_k = top_k
+    else:
+        new_k = int(spec.top_k)
+    if new_k > new_e:
+        raise GrowthError(
+            f"--top-k: {new_k} experts per token is more than the {new_e} experts after growth"
+        )
+    rules = WidthRules(num_experts=num_experts, top_k=top_k, new_top_k=new_k)
+
+    if router.scoring == "sigmoid" and not renormalizes(family, config):
+        rules.down_scale = 1.0 / m
+        rules.notes.append(
+            f"sigmoid router without renormalisation: every copy's down-projection is scaled by "
+            f"1/{m} so that the {m} copies of an expert add up to the original"
+        )
+    if router.group_keys:
+        n_group_key, topk_group_key = router.group_keys
+        n_group = config.get(n_group_key)
+        topk_group = config.get(topk_group_key)
+        if isinstance(n_group, int) and isinstance(topk_group, int):
+            rules.scale_groups = True
+            if new_e % (n_group * m):
+                raise GrowthError(
+                    f"--width: {new_e} experts cannot be split into {n_group * m} groups"
+                )
+            per_group = new_e // (n_group * m)
+            if new_k > topk_group * m * per_group:
+                raise GrowthError(
+                    f"--top-k: {new_k} experts per token exceed the {topk_group * m} groups x "
+                    f"{per_group} experts that group-limited routing can choose from"
+                )
+            uses_groups = n_group > 1 and config.get("topk_method") != "greedy"
+            if uses_groups and spec.expert_order != "append":
+                rules.exact = False
+                rules.reasons.append(
+                    "group-limited routing with --expert-order interleave: groups no longer have "
+                    "identical twins (use append for an exact growth)"
+                )
+    if spec.noise > 0:
+        rules.exact = False
+        rules.reasons.append(f"--noise {spec.noise}: copies differ from their originals by design")
+    if spec.router == "random":
+        rules.exact = False
+        rules.reasons.append("--router random: new experts get random router rows")
+    if new_k != top_k * m:
+        rules.exact = False
+        rules.reasons.append(
+            f"top-k {top_k} -> {new_k}, not {top_k * m}: copies cannot all be chosen together"
+        )
+    return rules

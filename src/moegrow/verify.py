@@ -1,0 +1,108 @@
+"""Check a grown checkpoint against its source through transformers' own model classes.
+
+Both models are loaded on CPU in float32 and run on the same token batch; the result is the
+largest absolute logit difference and KL(source || grown). Whether the growth was meant to be
+exact comes from the growth card that ``moegrow grow`` wrote.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from moegrow.card import read_card
+from moegrow.checkpoint import Checkpoint
+from moegrow.errors import MoegrowError
+from moegrow.families import family_for
+from moegrow.flops import param_stats
+
+#: Largest |delta logits| (float32) accepted for a growth that is meant to be exact.
+EXACT_TOLERANCE = 1e-5
+
+
+@dataclass
+class VerifyResult:
+    max_abs_diff: float
+    kl: float
+    expected_exact: bool | None
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.expected_exact or self.max_abs_diff <= self.tolerance
+
+    def to_json(self) -> dict:
+        return {
+            "max_abs_diff": self.max_abs_diff,
+            "kl_source_grown": self.kl,
+            "expected_exact": self.expected_exact,
+            "tolerance": self.tolerance,
+            "ok": self.ok,
+        }
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux MemAvailable, else physical)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def float32_bytes(folder: Path) -> int:
+    with Checkpoint(folder) as ckpt:
+        fam = family_for(ckpt.config)
+        stats = param_stats(
+            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), fam, ckpt.config
+        )
+    return 4 * stats.total
+
+
+def verify(
+    src: str | os.PathLike,
+    grown: str | os.PathLike,
+    *,
+    batch: int = 2,
+    seq_len: int = 32,
+    seed: int = 0,
+    tolerance: float = EXACT_TOLERANCE,
+) -> VerifyResult:
+    """Compare the logits of ``grown`` with those of ``src`` on one random token batch."""
+    src, grown = Path(src), Path(grown)
+    need = float32_bytes(src) + float32_bytes(grown)
+    # Both models in float32, plus loading overhead and activations: refuse before crashing.
+    estimate = int(need * 1.25) + 512 * 2**20
+    have = available_memory()
+    if estimate > have:
+        raise MoegrowError(
+            f"verify: loading {src} and {grown} in float32 needs about {estimate / 2**30:.1f} GiB, "
+            f"but {have / 2**30:.1f} GiB is available; run it on a machine with more memory"
+        )
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    card = read_card(grown)
+    expected_exact = card.get("exact") if card else None
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+        model.eval()
+        vocab = model.config.get_text_config().vocab_size
+        ids = torch.randint(
+            0, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(seed)
+        )
+        ref = model(ids).logits.float()
+        del model
+        model = AutoModelForCausalLM.from_pretrained(grown, dtype=torch.float32)
+        model.eval()
+        out = model(ids).logits.float()
+        del model
+    diff = (out - ref).abs().max().item()
+    logp, logq = ref.log_softmax(-1), out.log_softmax(-1)
+    kl = (logp.exp() * (logp - logq)).sum(-1).mean().item()
+    return VerifyResult(diff, kl, expected_exact, tolerance)

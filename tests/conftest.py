@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny on-disk checkpoints, built once per session and reused."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import tiny_models  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """``tiny(family, **overrides)`` -> path of a tiny checkpoint (built once, read-only)."""
+    cache: dict[str, Path] = {}
+    root = tmp_path_factory.mktemp("tiny")
+
+    def get(family: str, **kwargs) -> Path:
+        key = family + json.dumps(kwargs, sort_keys=True, default=str)
+        if key not in cache:
+            cache[key] = tiny_models.make_tiny(family, root / f"m{len(cache)}_{family}", **kwargs)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``moegrow ARGS`` in-process; returns (exit code, stdout, stderr)."""
+    from moegrow.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
