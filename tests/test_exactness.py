@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import DENSE_FAMILIES, MOE_FAMILIES, logits, sample_ids
+from tiny_models import DENSE_FAMILIES, MOE_FAMILIES, load, logits, sample_ids
 
 from moegrow.grow import grow
+from moegrow.report import plan_summary
 from moegrow.spec import GrowthSpec
 from moegrow.verify import verify
 
@@ -32,6 +33,8 @@ def test_moe_growth_is_exact(tiny, tmp_path, family, kind):
     result = grow(src, tmp_path / "out", SPECS[kind], progress=False)
     assert result.plan.exact, result.plan.not_exact
     assert _max_diff(src, tmp_path / "out") <= TOL
+    planned = plan_summary(result.plan)["params"]["total"][1]
+    assert sum(p.numel() for p in load(tmp_path / "out").parameters()) == planned
 
 
 @pytest.mark.parametrize(

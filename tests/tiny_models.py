@@ -360,6 +360,18 @@ def make_tiny(
     return path
 
 
+def read_tensors(folder) -> dict[str, torch.Tensor]:
+    """Every tensor of every ``*.safetensors`` file in ``folder``, by name."""
+    from safetensors import safe_open
+
+    out = {}
+    for f in sorted(pathlib.Path(folder).glob("*.safetensors")):
+        with safe_open(f, "pt") as h:
+            for k in h.keys():
+                out[k] = h.get_tensor(k)
+    return out
+
+
 def sample_ids(batch: int = 2, seq: int = 12, vocab: int = VOCAB, seed: int = 0) -> torch.Tensor:
     """A deterministic LongTensor ``[batch, seq]`` of token ids in ``[0, vocab)``."""
     gen = torch.Generator().manual_seed(seed)

@@ -187,6 +187,13 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(a: argparse.Namespace) -> int:
+    from moegrow.demo import run_demo
+
+    result = run_demo(a.out, seed=a.seed, overwrite=a.overwrite)
+    return 0 if result["exact_ok"] else EXIT_NOT_EXACT
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moegrow",
@@ -228,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=4096)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("demo", help="grow and verify a small MoE checkpoint end to end")
+    p.add_argument("--out", default="moegrow-demo", help="output folder (default moegrow-demo)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

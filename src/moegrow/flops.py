@@ -23,7 +23,7 @@ DEFAULT_SEQ_LEN = 4096
 
 def param_count(name: str, dtype: str, shape: tuple[int, ...]) -> int:
     """Parameters stored in one tensor: MXFP4 ``_blocks`` hold two 4-bit values per byte;
-    quantisation scales are not parameters."""
+    quantisation scales are not parameters (nor are load-balancing biases, see below)."""
     n = 1
     for d in shape:
         n *= d
@@ -78,12 +78,15 @@ def param_stats(
             (config[k] for k in family.experts.top_k_keys if isinstance(config.get(k), int)), None
         )
     for name, dtype, shape in tensors:
+        m = family.layer_regex.match(name)
+        role = family.classify(m.group("rest"))[0] if m else "plain"
+        if role == "balance_bias":  # a buffer steering selection, not a trained parameter
+            continue
         n = param_count(name, dtype, shape)
         total += n
         if name == family.embedding:
             embedding = n
-        m = family.layer_regex.match(name)
-        routed = m is not None and family.classify(m.group("rest"))[0] in ("expert", "fused")
+        routed = role in ("expert", "fused")
         if routed and num_experts and top_k:
             active += n * top_k / num_experts
         else:

@@ -9,7 +9,6 @@ into a hidden folder beside the destination, which is renamed into place only at
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -17,24 +16,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from moegrow import __version__
 from moegrow.card import CARD_NAME, ledger_of, sha256_file, write_json
 from moegrow.checkpoint import CONFIG_NAME, INDEX_FILE, SINGLE_FILE, Checkpoint
 from moegrow.errors import GrowthError
 from moegrow.flops import param_stats
-from moegrow.plan import OutTensor, Part, Plan, assign_shards, make_plan
-from moegrow.safetensors_io import (
-    DTYPE_SIZES,
-    StreamingShardWriter,
-    tensor_bytes,
-    to_torch,
-)
+from moegrow.operators import PartJobs, run_jobs
+from moegrow.plan import OutTensor, Plan, assign_shards, make_plan
+from moegrow.safetensors_io import StreamingShardWriter
 from moegrow.spec import GrowthSpec
 
-#: Elements processed at once by arithmetic operators (16 MiB of float32).
-CHUNK_ELEMENTS = 1 << 22
 DEFAULT_MAX_SHARD_SIZE = 5 * 10**9
 
 
@@ -64,13 +55,6 @@ def parse_size(text: str | int) -> int:
     if value < 1:
         raise GrowthError(f"--max-shard-size must be positive, got {text!r}")
     return int(value)
-
-
-def noise_seed(seed: int, tensor: str, part: int) -> int:
-    """Seed of one part's noise: depends on the seed and the output tensor's name only, so the
-    output bytes do not depend on processing order."""
-    digest = hashlib.blake2b(f"{seed}\0{tensor}\0{part}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
 def grow(
@@ -146,18 +130,19 @@ def _write_shards(
 
     names = shard_names(len(shards))
     bar = tqdm(total=plan.bytes_out, unit="B", unit_scale=True, desc="grow", disable=not progress)
-    executor = _PartExecutor(ckpt, plan.spec, bar)
+    part_jobs = PartJobs(ckpt, plan.spec.noise, plan.spec.seed)
     weight_map = {}
-    with bar:
+    with bar, ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
         for shard_name, tensors in zip(names, shards):
             entries = [(t.name, t.dtype, t.shape) for t in tensors]
             writer = StreamingShardWriter(folder / shard_name, entries, {"format": "pt"})
             try:
-                for t in tensors:
-                    executor.write(writer, t)
-                    weight_map[t.name] = shard_name
+                jobs = (job for t in tensors for job in part_jobs.jobs(t))
+                run_jobs(writer, jobs, pool, bar.update)
+                writer.finish()
             finally:
                 writer.close()
+            weight_map.update((t.name, shard_name) for t in tensors)
     if len(shards) > 1:
         stats = param_stats(
             ((t.name, t.dtype, t.shape) for t in plan.tensors), plan.family, plan.config
@@ -167,101 +152,6 @@ def _write_shards(
             "weight_map": dict(sorted(weight_map.items())),
         }
         write_json(folder / INDEX_FILE, index)
-
-
-class _PartExecutor:
-    """Writes the parts of output tensors into a shard writer."""
-
-    def __init__(self, ckpt: Checkpoint, spec: GrowthSpec, bar):
-        self.ckpt = ckpt
-        self.spec = spec
-        self.bar = bar
-        self._source_std: dict[str, float] = {}
-
-    def write(self, writer: StreamingShardWriter, t: OutTensor) -> None:
-        out_row = t.nbytes // t.shape[0] if t.shape and t.shape[0] else t.nbytes
-        for index, part in enumerate(t.parts):
-            before = writer.written
-            if part.op == "zero":
-                writer.write_zeros(part.rows * out_row)
-            elif part.op == "random":
-                self._random(writer, t, index, part, part.rows * out_row)
-            else:
-                self._from_source(writer, t, index, part)
-            self.bar.update(writer.written - before)
-
-    def _byte_range(self, part: Part) -> tuple[int, int]:
-        info = self.ckpt.tensors[part.source]  # type: ignore[index]
-        if part.start is None:
-            return 0, info.nbytes
-        row = info.nbytes // info.shape[0]
-        return part.start * row, (part.stop - part.start) * row  # type: ignore[operator]
-
-    def _from_source(self, writer: StreamingShardWriter, t: OutTensor, index: int, part: Part):
-        info = self.ckpt.tensors[part.source]  # type: ignore[index]
-        offset, nbytes = self._byte_range(part)
-        if part.op == "copy" and part.scale == 1.0:
-            writer.copy_range(self.ckpt.fd(info), info.offset + offset, nbytes)
-            return
-        item = DTYPE_SIZES[info.dtype]
-        std = 0.0
-        if part.op == "noise":
-            if part.sigma == "source":
-                std = self._std(info.name, 0, info.nbytes)
-            else:
-                std = self._std(info.name, offset, nbytes)
-            std *= self.spec.noise
-        gen = torch.Generator().manual_seed(noise_seed(self.spec.seed, t.name, index))
-        step = CHUNK_ELEMENTS * item
-        for pos in range(offset, offset + nbytes, step):
-            n = min(step, offset + nbytes - pos)
-            x = to_torch(self.ckpt.read_bytes(info.name, pos, n), info.dtype)
-            if part.op == "noise":
-                work = x.to(torch.float64 if info.dtype == "F64" else torch.float32)
-                work += torch.randn(work.shape, generator=gen, dtype=work.dtype) * std
-            else:
-                work = x
-            y = _scaled(work, part.scale, info.name) if part.scale != 1.0 else work
-            writer.write(tensor_bytes(y.to(x.dtype)))
-
-    def _std(self, name: str, offset: int, nbytes: int) -> float:
-        """Standard deviation of a byte range of a float tensor, streamed in float64."""
-        key = f"{name}:{offset}:{nbytes}"
-        if key not in self._source_std:
-            info = self.ckpt.tensors[name]
-            step = CHUNK_ELEMENTS * info.itemsize
-            total = total_sq = 0.0
-            count = 0
-            for pos in range(offset, offset + nbytes, step):
-                n = min(step, offset + nbytes - pos)
-                x = to_torch(self.ckpt.read_bytes(name, pos, n), info.dtype).double()
-                total += float(x.sum())
-                total_sq += float((x * x).sum())
-                count += x.numel()
-            mean = total / max(count, 1)
-            self._source_std[key] = max(total_sq / max(count, 1) - mean * mean, 0.0) ** 0.5
-        return self._source_std[key]
-
-    def _random(self, writer, t: OutTensor, index: int, part: Part, nbytes: int) -> None:
-        if part.std == 0:
-            writer.write_zeros(nbytes)
-            return
-        gen = torch.Generator().manual_seed(noise_seed(self.spec.seed, t.name, index))
-        count = nbytes // DTYPE_SIZES[t.dtype]
-        values = torch.randn(count, generator=gen) * part.std
-        writer.write(tensor_bytes(values.to(to_torch(b"", t.dtype).dtype)))
-
-
-def _scaled(x: torch.Tensor, scale: float, name: str) -> torch.Tensor:
-    """Multiply by ``scale``; MXFP4 exponent tensors (``_scales``, uint8 with bias 127) take a
-    power-of-two scale as a shift of the exponent."""
-    if x.dtype == torch.uint8 and name.endswith("_scales"):
-        shift = -torch.log2(torch.tensor(scale)).item()
-        assert shift == int(shift) and shift >= 0, scale
-        if bool((x < shift).any()):
-            raise GrowthError(f"tensor {name!r}: an exponent is too small to scale by {scale}")
-        return x - int(shift)
-    return x.to(torch.float32 if x.dtype != torch.float64 else x.dtype) * scale
 
 
 def growth_card(plan: Plan, source_hashes: dict[str, str], num_shards: int) -> dict:

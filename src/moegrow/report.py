@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from moegrow.config_edit import first_present, num_layers
 from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
-from moegrow.grow import CHUNK_ELEMENTS
+from moegrow.operators import CHUNK_ELEMENTS, WINDOW
 from moegrow.plan import Plan
 
 #: Resident memory of the Python process with torch imported, measured on CPU (bytes).
@@ -12,9 +12,10 @@ BASELINE_RSS = 400 * 2**20
 
 
 def estimated_peak_memory() -> int:
-    """Peak resident memory of a growth: the interpreter plus a few working chunks (read buffer,
-    float32 copy, noise, output), whatever the model or shard size."""
-    return BASELINE_RSS + 6 * CHUNK_ELEMENTS * 4
+    """Peak resident memory of a growth: the interpreter plus the compute chunks in flight
+    (each: read buffer, float32 copy, noise, output; ~4 float32 chunks), whatever the model or
+    shard size."""
+    return BASELINE_RSS + (WINDOW + 2) * 4 * CHUNK_ELEMENTS * 4
 
 
 def plan_summary(plan: Plan, seq_len: int = DEFAULT_SEQ_LEN) -> dict:

@@ -200,8 +200,8 @@ def to_torch(buffer: bytes | bytearray | memoryview, dtype: str, shape=None) -> 
 
 def tensor_bytes(t: torch.Tensor) -> memoryview:
     """The raw bytes of a contiguous CPU tensor (a view, no copy)."""
-    t = t.contiguous()
-    return memoryview(t.view(torch.uint8).numpy()).cast("B")
+    flat = t.contiguous().reshape(-1)  # a 0-dim tensor cannot be viewed as bytes
+    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
 
 
 def pread_exact(fd: int, nbytes: int, offset: int, *, name: str = "") -> bytearray:
@@ -289,8 +289,14 @@ class StreamingShardWriter:
                 done += n
         self.written += nbytes
 
-    def close(self) -> None:
-        os.close(self.fd)
+    def finish(self) -> None:
+        """Close the file after checking that every declared byte was written."""
         assert self.written == self.data_bytes, (
             f"{self.path}: wrote {self.written} tensor bytes, header declares {self.data_bytes}"
         )
+        self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -1,0 +1,23 @@
+# Set-up and the two everyday jobs. `make demo` and `make test` create the virtual environment on
+# first use. TORCH pins the wheel installed into it: the local CPU build on our machines; any
+# torch >= 2.6 works (pip install -e . into an environment that already has torch also works).
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+$(BIN)/moegrow: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[dev]"
+	touch $@
+
+.PHONY: demo test lint
+demo: $(BIN)/moegrow
+	$(BIN)/moegrow demo --overwrite
+
+lint: $(BIN)/moegrow
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest

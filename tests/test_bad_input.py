@@ -1,0 +1,198 @@
+"""Bad input: a one-line error naming the file/tensor/option, exit code 2, no OUT left behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+
+import pytest
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _rewrite_header(path, edit) -> None:
+    """Apply ``edit(header_dict)`` to a safetensors file, keeping its data bytes."""
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    edit(header)
+    new = json.dumps(header).encode()
+    new += b" " * (-len(new) % 8)
+    path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n :])
+
+
+def _first_two(header):
+    names = sorted(k for k in header if k != "__metadata__")
+    return names[0], names[1]
+
+
+def _check(run_cli, tmp_path, src, *extra, expect: str):
+    out = tmp_path / "out"
+    code, stdout, err = run_cli("grow", src, out, *(extra or ("--depth", "2")))
+    lines = err.strip().splitlines()
+    assert code == 2, (code, err)
+    assert len(lines) == 1 and lines[0].startswith("moegrow: error: "), err
+    assert expect in lines[0], lines[0]
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if "moegrow-partial" in p.name]
+    return lines[0]
+
+
+def test_truncated_shard(tiny, tmp_path, run_cli):
+    src = _copy(tiny("mixtral", num_layers=2), tmp_path / "src")
+    f = src / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:-100])
+    msg = _check(run_cli, tmp_path, src, expect="model.safetensors")
+    assert "truncated" in msg
+
+
+def test_header_length_past_end(tiny, tmp_path, run_cli):
+    src = _copy(tiny("mixtral", num_layers=2), tmp_path / "src")
+    f = src / "model.safetensors"
+    raw = f.read_bytes()
+    f.write_bytes(struct.pack("<Q", len(raw) * 4) + raw[8:])
+    assert "header length" in _check(run_cli, tmp_path, src, expect="model.safetensors")
+
+
+def test_overlapping_offsets(tiny, tmp_path, run_cli):
+    src = _copy(tiny("mixtral", num_layers=2), tmp_path / "src")
+
+    def overlap(h):
+        names = [k for k in h if k.endswith("w1.weight")]
+        h[names[1]]["data_offsets"] = h[names[0]]["data_offsets"]
+
+    _rewrite_header(src / "model.safetensors", overlap)
+    assert "overlap" in _check(run_cli, tmp_path, src, expect="w1.weight")
+
+
+def test_out_of_range_offsets(tiny, tmp_path, run_cli):
+    src = _copy(tiny("mixtral", num_layers=2), tmp_path / "src")
+
+    def past_end(h):
+        a, _ = _first_two(h)
+        start, end = h[a]["data_offsets"]
+        h[a]["data_offsets"] = [start + 10**9, end + 10**9]
+
+    _rewrite_header(src / "model.safetensors", past_end)
+    _check(run_cli, tmp_path, src, expect="past the")
+
+
+def test_dtype_shape_mismatch(tiny, tmp_path, run_cli):
+    src = _copy(tiny("mixtral", num_layers=2), tmp_path / "src")
+
+    def wrong_shape(h):
+        h["model.norm.weight"]["shape"] = [h["model.norm.weight"]["shape"][0] * 2]
+
+    _rewrite_header(src / "model.safetensors", wrong_shape)
+    msg = _check(run_cli, tmp_path, src, expect="model.norm.weight")
+    assert "needs" in msg and "bytes" in msg
+
+
+def test_missing_required_tensor(tiny, tmp_path, run_cli):
+    from safetensors.torch import load_file, save_file
+
+    src = _copy(tiny("qwen3_moe", num_layers=2), tmp_path / "src")
+    tensors = load_file(src / "model.safetensors")
+    del tensors["model.norm.weight"]
+    save_file(tensors, src / "model.safetensors")
+    _check(run_cli, tmp_path, src, expect="'model.norm.weight'")
+
+
+def test_missing_expert_tensor(tiny, tmp_path, run_cli):
+    from safetensors.torch import load_file, save_file
+
+    src = _copy(tiny("qwen3_moe", num_layers=2), tmp_path / "src")
+    tensors = load_file(src / "model.safetensors")
+    del tensors["model.layers.0.mlp.experts.2.up_proj.weight"]
+    save_file(tensors, src / "model.safetensors")
+    _check(run_cli, tmp_path, src, "--width", "2", expect="experts.2.up_proj.weight")
+
+
+def test_index_leaving_the_folder(tiny, tmp_path, run_cli):
+    src = _copy(tiny("mixtral", num_layers=2, max_shard_size="60KB"), tmp_path / "src")
+    index_path = src / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    name = next(iter(index["weight_map"]))
+    index["weight_map"][name] = "../x.safetensors"
+    index_path.write_text(json.dumps(index))
+    (tmp_path / "x.safetensors").write_bytes(b"")
+    msg = _check(run_cli, tmp_path, src, expect="../x.safetensors")
+    assert "leaves" in msg
+
+
+def test_symlinked_shard_leaving_the_folder(tiny, tmp_path, run_cli):
+    src = _copy(tiny("mixtral", num_layers=2), tmp_path / "src")
+    outside = tmp_path / "elsewhere.safetensors"
+    (src / "model.safetensors").rename(outside)
+    (src / "model.safetensors").symlink_to(outside)
+    _check(run_cli, tmp_path, src, expect="outside the checkpoint folder")
+
+
+def test_pickle_checkpoint_refused(tmp_path, run_cli):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (src / "pytorch_model.bin").write_bytes(b"\x80\x04not unpickled")
+    msg = _check(run_cli, tmp_path, src, expect="pytorch_model.bin")
+    assert "pickle" in msg
+
+
+def test_unknown_model_type(tiny, tmp_path, run_cli):
+    src = _copy(tiny("llama", num_layers=2), tmp_path / "src")
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["model_type"] = "bert"
+    (src / "config.json").write_text(json.dumps(cfg))
+    msg = _check(run_cli, tmp_path, src, expect="'bert'")
+    assert "mixtral" in msg and "qwen3_moe" in msg
+
+
+@pytest.mark.parametrize("value", ["1", "1.5", "two"])
+def test_bad_depth(tiny, tmp_path, run_cli, value):
+    _check(run_cli, tmp_path, tiny("llama", num_layers=2), "--depth", value, expect="--depth")
+
+
+def test_top_k_larger_than_experts(tiny, tmp_path, run_cli):
+    src = tiny("mixtral", num_layers=2)
+    _check(run_cli, tmp_path, src, "--width", "2", "--top-k", "100", expect="--top-k")
+
+
+def test_existing_out_refused_then_overwritten(tiny, tmp_path, run_cli):
+    src = tiny("mixtral", num_layers=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    code, _, err = run_cli("grow", src, out, "--depth", "2")
+    assert code == 2 and "already exists" in err and "--overwrite" in err
+    assert (out / "keep.txt").read_text() == "precious"
+    code, _, _ = run_cli("grow", src, out, "--depth", "2", "--overwrite", "--quiet")
+    assert code == 0 and not (out / "keep.txt").exists() and (out / "config.json").exists()
+
+
+def test_nothing_to_grow(tiny, tmp_path, run_cli):
+    code, _, err = run_cli("plan", tiny("llama", num_layers=2))
+    assert code == 2 and "nothing to grow" in err
+
+
+def test_interrupt_leaves_nothing(tiny, tmp_path, monkeypatch):
+    """An interrupt in the middle of writing removes the partial output."""
+    from moegrow import operators
+    from moegrow.grow import grow
+    from moegrow.spec import GrowthSpec
+
+    calls = {"n": 0}
+    real = operators.StreamingShardWriter.copy_range
+
+    def flaky(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(operators.StreamingShardWriter, "copy_range", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        grow(tiny("mixtral", num_layers=2), tmp_path / "out", GrowthSpec(depth=2), progress=False)
+    assert list(tmp_path.iterdir()) == []
