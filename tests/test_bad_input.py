@@ -196,3 +196,46 @@ def test_interrupt_leaves_nothing(tiny, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         grow(tiny("mixtral", num_layers=2), tmp_path / "out", GrowthSpec(depth=2), progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_killed_process_leaves_nothing(tmp_path, sig):
+    """A real `moegrow grow` process stopped mid-write (kill / Ctrl-C) leaves no OUT behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+    from safetensors.torch import save_file
+
+    src = tmp_path / "src"
+    src.mkdir()
+    cfg = {"model_type": "mixtral", "num_hidden_layers": 1, "num_local_experts": 8,
+           "num_experts_per_tok": 2, "hidden_size": 512, "intermediate_size": 4096}  # fmt: skip
+    (src / "config.json").write_text(json.dumps(cfg))
+    p = "model.layers.0."
+    tensors = {"model.embed_tokens.weight": torch.zeros(8, 512), "model.norm.weight": torch.ones(512),
+               p + "input_layernorm.weight": torch.ones(512), p + "self_attn.o_proj.weight": torch.zeros(512, 512),
+               p + "block_sparse_moe.gate.weight": torch.randn(8, 512)}  # fmt: skip
+    for e in range(8):  # 8 experts x 3 x 8 MiB: noise on the copies takes a while
+        for w in ("w1", "w2", "w3"):
+            tensors[f"{p}block_sparse_moe.experts.{e}.{w}.weight"] = torch.randn(4096, 512)
+    save_file(tensors, src / "model.safetensors")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moegrow", "grow", str(src), str(out), "--width", "4", "--quiet"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while not any("moegrow-partial" in q.name for q in tmp_path.iterdir()):
+        assert proc.poll() is None and time.time() < deadline, "grow ended before it was stopped"
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert proc.poll() is None, "grow ended before it was stopped"
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["src"]

@@ -74,3 +74,13 @@ def test_module_entry_point(tiny):
         text=True,
     )
     assert r.returncode == 0 and "layers" in r.stdout
+
+
+def test_verify_refuses_models_that_do_not_fit(tiny, tmp_path, run_cli, monkeypatch):
+    from moegrow import verify
+
+    src = tiny("mixtral", num_layers=2)
+    run_cli("grow", src, tmp_path / "out", "--depth", "2", "--quiet")
+    monkeypatch.setattr(verify, "available_memory", lambda: 10 * 2**20)
+    code, _, err = run_cli("verify", src, tmp_path / "out")
+    assert code == 2 and "GiB" in err and "needs about" in err
