@@ -211,13 +211,23 @@ def test_killed_process_leaves_nothing(tmp_path, sig):
 
     src = tmp_path / "src"
     src.mkdir()
-    cfg = {"model_type": "mixtral", "num_hidden_layers": 1, "num_local_experts": 8,
-           "num_experts_per_tok": 2, "hidden_size": 512, "intermediate_size": 4096}  # fmt: skip
+    cfg = {
+        "model_type": "mixtral",
+        "num_hidden_layers": 1,
+        "num_local_experts": 8,
+        "num_experts_per_tok": 2,
+        "hidden_size": 512,
+        "intermediate_size": 4096,
+    }
     (src / "config.json").write_text(json.dumps(cfg))
     p = "model.layers.0."
-    tensors = {"model.embed_tokens.weight": torch.zeros(8, 512), "model.norm.weight": torch.ones(512),
-               p + "input_layernorm.weight": torch.ones(512), p + "self_attn.o_proj.weight": torch.zeros(512, 512),
-               p + "block_sparse_moe.gate.weight": torch.randn(8, 512)}  # fmt: skip
+    tensors = {
+        "model.embed_tokens.weight": torch.zeros(8, 512),
+        "model.norm.weight": torch.ones(512),
+        p + "input_layernorm.weight": torch.ones(512),
+        p + "self_attn.o_proj.weight": torch.zeros(512, 512),
+        p + "block_sparse_moe.gate.weight": torch.randn(8, 512),
+    }
     for e in range(8):  # 8 experts x 3 x 8 MiB: noise on the copies takes a while
         for w in ("w1", "w2", "w3"):
             tensors[f"{p}block_sparse_moe.experts.{e}.{w}.weight"] = torch.randn(4096, 512)

@@ -13,9 +13,20 @@ def test_plan_prints_before_after_and_edits(tiny, run_cli):
     src = tiny("qwen3_moe", num_layers=2)
     code, out, _ = run_cli("plan", src, "--depth", "2", "--width", "2")
     assert code == 0
-    for text in ("layers", "2 -> 4", "experts", "top-k", "total params", "active params",
-                 "FLOPs/token", "bytes", "est. peak memory", "num_hidden_layers: 2 -> 4",
-                 "exact: no", "--noise 0.01"):  # fmt: skip
+    for text in (
+        "layers",
+        "2 -> 4",
+        "experts",
+        "top-k",
+        "total params",
+        "active params",
+        "FLOPs/token",
+        "bytes",
+        "est. peak memory",
+        "num_hidden_layers: 2 -> 4",
+        "exact: no",
+        "--noise 0.01",
+    ):
         assert text in out, text
     code, out, _ = run_cli("plan", src, "--width", "2", "--noise", "0", "--json")
     s = json.loads(out)
@@ -38,8 +49,9 @@ def test_grow_writes_card_index_and_other_files(tiny, tmp_path, run_cli):
     shutil.copytree(tiny("mixtral", num_layers=2, max_shard_size="40KB"), src)
     (src / "tokenizer.json").write_text("{}")
     out = tmp_path / "out"
-    code, stdout, _ = run_cli("grow", src, out, "--depth", "2", "--width", "2",
-                              "--max-shard-size", "100KB", "--quiet")  # fmt: skip
+    code, stdout, _ = run_cli(
+        "grow", src, out, "--depth", "2", "--width", "2", "--max-shard-size", "100KB", "--quiet"
+    )
     assert code == 0 and "exact: no" in stdout
     index = json.loads((out / "model.safetensors.index.json").read_text())
     files = set(index["weight_map"].values())
@@ -48,8 +60,10 @@ def test_grow_writes_card_index_and_other_files(tiny, tmp_path, run_cli):
     card = json.loads((out / CARD_NAME).read_text())
     assert card["spec"]["depth"] == 2 and card["spec"]["width"] == 2
     assert card["layer_map"] == [0, 0, 1, 1]
-    assert set(card["source"]["sha256"]) >= {"config.json", *json.loads(
-        (src / "model.safetensors.index.json").read_text())["weight_map"].values()}  # fmt: skip
+    assert set(card["source"]["sha256"]) >= {
+        "config.json",
+        *json.loads((src / "model.safetensors.index.json").read_text())["weight_map"].values(),
+    }
     assert card["ledger"][-1]["stage"] == "grow"
     # a second growth carries the ledger forward
     run_cli("grow", out, tmp_path / "again", "--depth", "2", "--quiet")

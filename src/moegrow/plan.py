@@ -234,6 +234,11 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
             )
         elif not preserves_order(layer_map, n):
             not_exact.append("the layer map reorders or drops source layers")
+        if is_post_norm(family, cfg):
+            not_exact.append(
+                "post-norm layers (norm(x + f(x))): even a zero-initialised copy applies its "
+                "norms to the residual stream, so depth growth cannot be function-preserving"
+            )
 
     rules: WidthRules | None = None
     expert_map = None
@@ -272,6 +277,14 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
         notes=notes,
         width=rules,
     )
+
+
+def is_post_norm(family: Family, config: dict) -> bool:
+    """Whether the config declares post-norm layers (see ``Family.post_norm_key``)."""
+    if family.post_norm_key is None:
+        return False
+    key, value = family.post_norm_key
+    return config.get(key) == value
 
 
 def _is_input_side(name: str) -> bool:

@@ -47,6 +47,14 @@ def renormalizes(family: Family, config: dict) -> bool:
     return family.router.renormalize_default if value is None else bool(value)
 
 
+def scoring(family: Family, config: dict) -> str:
+    """The router's scoring for this config: the family's, unless its ``scoring_key`` says."""
+    assert family.router is not None
+    key = family.router.scoring_key
+    value = config.get(key) if key else None
+    return value if isinstance(value, str) else family.router.scoring
+
+
 def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
     """Check a width growth against the family's router and decide the config and tensor edits."""
     if family.experts is None or family.router is None:
@@ -55,7 +63,8 @@ def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
             "only depth growth is supported for it"
         )
     router = family.router
-    if router.scoring == "sparsemixer":
+    router_scoring = scoring(family, config)
+    if router_scoring == "sparsemixer":
         raise GrowthError(
             f"--width {spec.width}: {family.name}'s sparsemixer router is hard-wired to top-2, "
             "so duplicated experts cannot be routed like the originals; width growth is refused "
@@ -77,7 +86,7 @@ def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
         )
     rules = WidthRules(num_experts=num_experts, top_k=top_k, new_top_k=new_k)
 
-    if router.scoring == "sigmoid" and not renormalizes(family, config):
+    if router_scoring == "sigmoid" and not renormalizes(family, config):
         rules.down_scale = 1.0 / m
         rules.notes.append(
             f"sigmoid router without renormalisation: every copy's down-projection is scaled by "

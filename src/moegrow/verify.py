@@ -86,6 +86,8 @@ def verify(
     import torch
     from transformers import AutoModelForCausalLM
 
+    import moegrow.models  # noqa: F401  (registers moegrow's own model variants)
+
     card = read_card(grown)
     expected_exact = card.get("exact") if card else None
     torch.manual_seed(seed)

@@ -42,6 +42,9 @@ class Router:
     """``softmax``: softmax over all experts, then top-k; ``softmax_topk``: top-k of the logits,
     then softmax over the k; ``sigmoid``: sigmoid scores of the chosen experts;
     ``sparsemixer``: PhiMoE's fixed top-2 sampler (cannot be grown exactly)."""
+    scoring_key: str | None = None
+    """Config key whose value, when present, overrides ``scoring`` (``router_scoring`` of
+    ``moegrow_moe``, one family with either router)."""
     renormalize: bool | str = True
     """Whether the chosen experts' weights are renormalised to sum to 1, or the config key that
     says so (``norm_topk_prob``)."""
@@ -94,6 +97,9 @@ class Family:
     ``interleave_moe_layer_step``, ``first_k_dense_replace``, ``max_window_layers``)."""
     mtp_key: str | None = None
     """Config key counting multi-token-prediction layers stored after the main layers."""
+    post_norm_key: tuple[str, str] | None = None
+    """``(config key, value)`` meaning the layers are post-norm (``norm(x + f(x))``): a
+    zero-initialised depth copy still applies its norms, so it is not function-preserving."""
     notes: str = ""
     dense_ffn: tuple[str, ...] = field(
         default=("mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight")

@@ -1,0 +1,93 @@
+"""Data-parallel training with PyTorch FSDP2 under ``torchrun``; no-ops in a single process.
+
+Every decoder layer is sharded with ``fully_shard``, then the root module (the pattern of
+torchtitan and of transformers' own FSDP2 support). Full (unsharded) model and optimizer state
+dicts are gathered onto rank 0 on CPU for checkpoints, so a checkpoint written by N processes is
+an ordinary HF folder that 1 or M processes can resume.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_from_env(device: torch.device) -> torch.device:
+    """Join the process group torchrun describes in the environment; returns this rank's
+    device (CUDA ranks use their LOCAL_RANK GPU)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return device
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend)
+    return device
+
+
+def shard(model) -> None:
+    """FSDP2: shard each decoder layer, then the root."""
+    if world()[1] == 1:
+        return
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in model.model.layers:
+        fully_shard(layer)
+    fully_shard(model)
+
+
+def _state_options():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=world()[1] > 1)
+
+
+def full_state(model, optimizer) -> tuple[dict, dict]:
+    """Unsharded model and optimizer state dicts, keyed by parameter name (not position) so
+    that a checkpoint resumes under any number of processes; on CPU, complete on rank 0."""
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = _state_options()
+    model_state = get_model_state_dict(model, options=options)
+    return model_state, get_optimizer_state_dict(model, optimizer, options=options)
+
+
+def load_optimizer(model, optimizer, state: dict) -> None:
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, state, options=_state_options())
+
+
+def all_sum(values: list[float]) -> list[float]:
+    """Sum floats over processes."""
+    if world()[1] == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def any_rank(flag: bool) -> bool:
+    return all_sum([1.0 if flag else 0.0])[0] > 0
+
+
+def barrier() -> None:
+    if world()[1] > 1:
+        dist.barrier()
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

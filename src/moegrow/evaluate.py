@@ -1,0 +1,164 @@
+"""Held-out evaluation: loss and perplexity on the validation split, router load balance and
+entropy per MoE layer, the weight-norm profile, and an optional hand-off to lm-evaluation-harness.
+
+The validation split is read as consecutive non-overlapping windows of ``seq_len + 1`` tokens
+from its start, so every model evaluated on the same data folder sees the same tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from moegrow import distributed as ddp
+from moegrow.errors import MoegrowError
+from moegrow.router_stats import RouterKind, balance_metrics, expert_loads
+
+
+def eval_windows(num_tokens: int, seq_len: int, budget: int, batch: int) -> list[list[int]]:
+    """This process's validation window offsets, in batches; every process gets the same number
+    of windows (FSDP needs every process in every forward)."""
+    available = (num_tokens - 1) // seq_len
+    count = max(min(available, budget // seq_len), 1)
+    rank, size = ddp.world()
+    count = math.ceil(count / size) * size
+    starts = [(i % available) * seq_len for i in range(count)]
+    mine = starts[rank::size]
+    return [mine[i : i + batch] for i in range(0, len(mine), batch)]
+
+
+@torch.no_grad()
+def validation_loss(
+    model,
+    split,
+    *,
+    seq_len: int,
+    tokens: int,
+    batch: int = 8,
+    device: torch.device | str = "cpu",
+    kind: RouterKind | None = None,
+    biases: list | None = None,
+    autocast: bool = False,
+) -> dict:
+    """Mean next-token loss over the first ``tokens`` validation tokens (all processes), with
+    router balance metrics when ``kind`` is given."""
+    if len(split) < seq_len + 1:
+        raise MoegrowError(
+            f"validation split has {len(split)} tokens, fewer than one window of {seq_len + 1}"
+        )
+    was_training = model.training
+    model.eval()
+    total = count = 0.0
+    loads = None
+    for starts in eval_windows(len(split), seq_len, tokens, batch):
+        rows = torch.stack([torch.from_numpy(split.window(s, seq_len + 1)) for s in starts])
+        rows = rows.long().to(device)
+        with torch.autocast("cuda", torch.bfloat16, enabled=autocast):
+            out = model(
+                input_ids=rows[:, :-1], output_router_logits=kind is not None, use_cache=False
+            )
+        logits = out.logits.float()
+        total += F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), rows[:, 1:].reshape(-1), reduction="sum"
+        ).item()
+        count += rows[:, 1:].numel()
+        if kind is not None and out.router_logits:
+            no_bias = [None] * len(out.router_logits)
+            layer_loads = expert_loads(out.router_logits, kind, biases or no_bias, reduce=False)
+            loads = layer_loads if loads is None else loads + layer_loads
+    total, count = ddp.all_sum([total, count])
+    if was_training:
+        model.train()
+    loss = total / count
+    result = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_tokens": int(count)}
+    if loads is not None:
+        if ddp.world()[1] > 1:
+            torch.distributed.all_reduce(loads)
+        result.update({f"val_{k}": v for k, v in balance_metrics(loads).items()})
+    return result
+
+
+def evaluate(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    *,
+    seq_len: int = 256,
+    tokens: int = 65536,
+    batch: int = 8,
+    device: str = "auto",
+) -> dict:
+    """``moegrow eval``: validation loss/perplexity, router balance and the norm profile."""
+    from moegrow.checkpoint import Checkpoint
+    from moegrow.data import TokenData
+    from moegrow.families import family_for
+    from moegrow.norms import norm_profile
+    from moegrow.train import _bias_buffers, _device, _load_model, router_kind
+
+    model_dir = Path(model_dir)
+    data = TokenData(data_dir)
+    dev = _device(device)
+    with Checkpoint(model_dir) as ckpt:
+        config = ckpt.config
+        family = family_for(config, where=str(model_dir / "config.json"))
+        profile = norm_profile(ckpt, family)
+    _check_vocab(config, data, model_dir)
+    model = _load_model(model_dir, dev)
+    kind = router_kind(config)
+    result = validation_loss(
+        model,
+        data.split("val"),
+        seq_len=seq_len,
+        tokens=tokens,
+        batch=batch,
+        device=dev,
+        kind=kind,
+        biases=_bias_buffers(model, config),
+        autocast=dev.type == "cuda",
+    )
+    result["norm_profile"] = [round(p.value, 6) for p in profile]
+    result["model"] = str(model_dir)
+    result["data"] = str(data_dir)
+    return result
+
+
+def _check_vocab(config: dict, data, model_dir: Path) -> None:
+    vocab = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+    if vocab is not None and data.max_token_id >= vocab:
+        raise MoegrowError(
+            f"{model_dir / 'config.json'}: vocab_size {vocab} does not cover the data's token ids "
+            f"(largest {data.max_token_id}); initialise the model with this data's tokenizer "
+            "(moegrow init --tokenizer DATA)"
+        )
+
+
+def run_lm_eval(
+    model_dir: str | Path,
+    tasks: list[str],
+    *,
+    include_path: str | None = None,
+    limit: int | None = None,
+    device: str = "cpu",
+) -> dict:
+    """Hand the model to lm-evaluation-harness (optional extra ``lm-eval``), in this process so
+    that moegrow's registered model variants load."""
+    try:
+        import lm_eval
+        from lm_eval.tasks import TaskManager
+    except ImportError:
+        raise MoegrowError(
+            "--lm-eval needs lm-evaluation-harness: pip install 'lm-eval>=0.4' (or moegrow[eval])"
+        ) from None
+    import moegrow.models  # noqa: F401  (registers moegrow's model variants)
+
+    results = lm_eval.simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={model_dir},dtype=float32",
+        tasks=tasks,
+        device=device,
+        limit=limit,
+        task_manager=TaskManager(include_path=include_path) if include_path else None,
+    )
+    return {task: metrics for task, metrics in results["results"].items()}

@@ -1,0 +1,108 @@
+"""``moegrow flops``: a checkpoint's size, FLOPs per token, Chinchilla point, its FLOPs ledger
+(sunk cost by stage) and what the paper's guidelines advise for growing it.
+
+Guidelines (PAPER.md, "Guidelines"): interposition beats stacking once the base has been trained
+past about 1 x F_c (below that the two are similar); grow with relative noise ~0.01 and double
+both E and k; prefer checkpoints from the constant-LR phase over annealed ones; budget at least
+the sunk FLOPs for continued training, otherwise training from scratch is competitive.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from moegrow.card import ledger_of
+from moegrow.checkpoint import Checkpoint
+from moegrow.families import family_for
+from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
+
+
+def flops_report(
+    folder: str | Path, *, seq_len: int = DEFAULT_SEQ_LEN, base_tokens: int | None = None
+) -> dict:
+    """Parameters, FLOPs per token, F_c, the ledger and the advice for one checkpoint.
+
+    ``base_tokens``: for a checkpoint without a ledger (trained elsewhere), the tokens it was
+    trained on; its sunk cost is then estimated as ``flops_per_token * base_tokens``.
+    """
+    folder = Path(folder)
+    with Checkpoint(folder) as ckpt:
+        family = family_for(ckpt.config, where=str(folder / "config.json"))
+        stats = param_stats(
+            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), family, ckpt.config
+        )
+    ledger = ledger_of(folder)
+    fpt = stats.flops_per_token(seq_len)
+    if base_tokens:
+        ledger = [
+            {"stage": "base (declared)", "tokens": base_tokens, "flops": fpt * base_tokens},
+            *ledger,
+        ]
+    sunk = sum(float(e.get("flops", 0.0)) for e in ledger)
+    tokens = sum(int(e.get("tokens", 0)) for e in ledger)
+    fc = stats.chinchilla_flops
+    return {
+        "model": str(folder),
+        "model_type": ckpt.config.get("model_type"),
+        **stats.to_json(seq_len),
+        "ledger": ledger,
+        "sunk_flops": sunk,
+        "sunk_tokens": tokens,
+        "sunk_over_chinchilla": sunk / fc if fc else None,
+        "advice": advice(sunk, fc, bool(ledger)),
+    }
+
+
+def advice(sunk: float, fc: float, known: bool) -> list[str]:
+    if not known:
+        return [
+            "no FLOPs ledger: the sunk cost is unknown; pass --base-tokens N (tokens this "
+            "checkpoint was trained on) to estimate it"
+        ]
+    ratio = sunk / fc if fc else 0.0
+    if ratio >= 1.0:
+        depth = (
+            f"depth: interposition (--depth-method interpose); the base is at {ratio:.2g} x F_c, "
+            "past the ~1 x F_c point where the paper finds interposition beats stacking"
+        )
+    else:
+        depth = (
+            f"depth: the base is at {ratio:.2g} x F_c, below ~1 x F_c, where the paper finds "
+            "interposition and stacking similar; interposition is the safe default"
+        )
+    return [
+        depth,
+        "width: double experts and top-k together (--width 2 --top-k scale) with --noise 0.01",
+        f"budget: continue training for at least the sunk {sunk:.3g} FLOPs; with less, a model "
+        "trained from scratch is competitive",
+        "prefer a checkpoint from the constant-LR phase over an annealed one",
+    ]
+
+
+def render(report: dict) -> str:
+    from moegrow.report import human
+
+    lines = [
+        f"{report['model']} ({report['model_type']})",
+        f"  total params      {human(report['total_params'])}",
+        f"  active params     {human(report['active_params'])}",
+        f"  FLOPs/token       {human(report['flops_per_token'])} (training, T="
+        f"{report['flops_per_token_seq_len']}: 6 x active matmul params + attention)",
+        f"  Chinchilla F_c    {human(report['chinchilla_flops'])} (6 N_a x 20 N_a)",
+        "ledger:",
+    ]
+    if not report["ledger"]:
+        lines.append("  (empty)")
+    for e in report["ledger"]:
+        lines.append(
+            f"  {e['stage']:<16} tokens {human(e.get('tokens', 0)):>8}  "
+            f"FLOPs {human(e.get('flops', 0.0)):>8}"
+        )
+    ratio = report["sunk_over_chinchilla"]
+    lines.append(
+        f"sunk: {human(report['sunk_flops'])} FLOPs, {human(report['sunk_tokens'])} tokens"
+        + (f" = {ratio:.3g} x F_c" if ratio is not None else "")
+    )
+    lines.append("advice:")
+    lines += [f"  - {a}" for a in report["advice"]]
+    return "\n".join(lines)

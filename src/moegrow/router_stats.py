@@ -1,0 +1,99 @@
+"""Router statistics during training: expert loads, the load-balancing loss, balance metrics and
+the aux-loss-free expert-bias update.
+
+All of them start from the raw router logits transformers returns with
+``output_router_logits=True`` (one ``[tokens, E]`` tensor per MoE layer). Expert loads are
+summed over every process (``all_reduce``) so that the balance loss and the bias update see the
+global batch, as in the paper ("global-batch load-balancing loss", PAPER.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class RouterKind:
+    """How routers of a model choose experts."""
+
+    scoring: str
+    """``softmax`` (incl. top-k-then-softmax: the choice is the same) or ``sigmoid``."""
+    top_k: int
+    num_experts: int
+
+
+def selection_scores(logits: torch.Tensor, kind: RouterKind, bias: torch.Tensor | None):
+    """Scores whose top-k is the router's choice (softmax is monotonic: logits suffice)."""
+    if kind.scoring == "sigmoid":
+        scores = torch.sigmoid(logits.float())
+        return scores + bias.float() if bias is not None else scores
+    return logits.float()
+
+
+def expert_loads(
+    router_logits: tuple[torch.Tensor, ...],
+    kind: RouterKind,
+    biases: list[torch.Tensor | None],
+    *,
+    reduce: bool = True,
+) -> torch.Tensor:
+    """Tokens routed to each expert, per MoE layer: ``[layers, E]`` float64, summed over
+    processes unless ``reduce`` is False."""
+    loads = []
+    with torch.no_grad():
+        for logits, bias in zip(router_logits, biases):
+            choice = selection_scores(logits, kind, bias).topk(kind.top_k, dim=-1).indices
+            loads.append(torch.bincount(choice.reshape(-1), minlength=kind.num_experts))
+    total = torch.stack(loads).double() if loads else torch.zeros(0, kind.num_experts)
+    if reduce and dist.is_available() and dist.is_initialized():
+        dist.all_reduce(total)
+    return total
+
+
+def balance_loss(
+    router_logits: tuple[torch.Tensor, ...], kind: RouterKind, loads: torch.Tensor
+) -> torch.Tensor:
+    """Switch-Transformer load-balancing loss ``E * sum_i f_i * P_i`` averaged over layers
+    (Fedus et al. 2021, arXiv 2101.03961, eq. 4): f_i the global fraction of routed tokens
+    (no gradient), P_i the mean routing probability of expert i on this process's tokens (its
+    gradient is averaged over processes like every other gradient)."""
+    if not router_logits:
+        return torch.zeros(())
+    terms = []
+    for logits, load in zip(router_logits, loads):
+        if kind.scoring == "sigmoid":
+            s = torch.sigmoid(logits.float())
+            probs = s / s.sum(-1, keepdim=True)
+        else:
+            probs = logits.float().softmax(-1)
+        f = (load / load.sum().clamp(min=1)).to(probs)
+        terms.append(kind.num_experts * (f * probs.mean(0)).sum())
+    return torch.stack(terms).mean()
+
+
+def balance_metrics(loads: torch.Tensor) -> dict[str, list[float]]:
+    """Per layer: ``load_max`` = busiest expert's share x E (1 = perfectly even) and
+    ``load_entropy`` = entropy of the load distribution / log E (1 = perfectly even)."""
+    if loads.numel() == 0:
+        return {"load_max": [], "load_entropy": []}
+    frac = loads / loads.sum(-1, keepdim=True).clamp(min=1)
+    num_experts = loads.shape[-1]
+    entropy = -(frac * frac.clamp(min=1e-30).log()).sum(-1) / math.log(num_experts)
+    return {
+        "load_max": [round(float(v), 4) for v in frac.max(-1).values * num_experts],
+        "load_entropy": [round(float(v), 4) for v in entropy],
+    }
+
+
+@torch.no_grad()
+def update_expert_biases(biases: list[torch.Tensor | None], loads: torch.Tensor, rate: float):
+    """Aux-loss-free balancing (DeepSeek-V3; PAPER.md): ``b_i += rate * sign(mean_load -
+    load_i)``: under-loaded experts become more likely to be chosen."""
+    for bias, load in zip(biases, loads):
+        if bias is not None:
+            step = rate * torch.sign(load.mean() - load)
+            bias.add_(step.to(device=bias.device, dtype=bias.dtype))

@@ -1,0 +1,526 @@
+"""Continued pre-training of any checkpoint moegrow reads or writes, on transformers' model classes.
+
+One process (CPU or GPU) or several under ``torchrun`` (PyTorch FSDP2, data parallel). AdamW,
+constant / cosine / WSD schedules, gradient accumulation, the global-batch load-balancing loss
+and the aux-loss-free expert-bias update, checkpoints that resume bit for bit on CPU, metrics as
+JSONL, and the FLOPs ledger carried in the checkpoint's card.
+
+Batches are a pure function of the step: the training split is cut into blocks of
+``seq_len + 1`` tokens, shuffled per epoch with a seed, and step s takes blocks
+``s*B .. s*B+B-1`` of that order. A resumed run therefore needs only the step to continue.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from moegrow import distributed as ddp
+from moegrow.card import CARD_NAME, ledger_of, write_json
+from moegrow.checkpoint import Checkpoint
+from moegrow.errors import MoegrowError
+from moegrow.families import family_for
+from moegrow.flops import param_stats
+from moegrow.perf import measured_matmul_peak
+from moegrow.router_stats import (
+    RouterKind,
+    balance_loss,
+    balance_metrics,
+    expert_loads,
+    update_expert_biases,
+)
+from moegrow.schedule import lr_at
+from moegrow.train_state import checkpoint_dirs, load_checkpoint, save_checkpoint
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainOptions:
+    """Options of ``moegrow train`` (one field per command-line option)."""
+
+    tokens: int | None = None
+    """Training tokens of this run (or give ``flops``)."""
+    flops: float | None = None
+    """Training FLOPs of this run, converted to tokens with the model's FLOPs per token."""
+    batch_size: int = 8
+    """Sequences per optimizer step, over all processes and accumulation micro-steps."""
+    seq_len: int = 256
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (each of batch_size / grad_accum sequences)."""
+    lr: float = 3e-4
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    decay_fraction: float = 0.2
+    """WSD: fraction of the steps spent decaying."""
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    aux_loss_coef: float | None = None
+    """Load-balancing loss coefficient; None takes the model config's router_aux_loss_coef."""
+    expert_bias_rate: float = 1e-3
+    """Aux-loss-free bias update rate for routers with an expert bias (0 disables it)."""
+    seed: int = 0
+    eval_every: int = 0
+    """Evaluate the validation loss every N steps (0: only at the end)."""
+    eval_tokens: int = 32768
+    save_every: int = 0
+    """Write a resumable checkpoint every N steps (0: only at the end)."""
+    keep_checkpoints: int = 2
+    stop_after: int | None = None
+    """Stop (with a resumable checkpoint) after this many steps of this invocation."""
+    compile: bool = False
+    tensorboard: bool = False
+    device: str = "auto"
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        if (self.tokens is None) == (self.flops is None):
+            raise MoegrowError("train: give exactly one of --tokens N and --flops F")
+        for name in ("batch_size", "seq_len", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise MoegrowError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.batch_size % self.grad_accum:
+            raise MoegrowError(
+                f"--batch-size {self.batch_size} must be a multiple of --grad-accum "
+                f"{self.grad_accum}"
+            )
+
+
+@dataclass
+class TrainResult:
+    final: Path
+    steps: int
+    tokens: int
+    flops: float
+    metrics: list[dict]
+    val_loss: float | None
+
+
+class BlockSampler:
+    """Step -> batch of token blocks, deterministic from the seed (see module docstring)."""
+
+    def __init__(self, split, seq_len: int, seed: int):
+        self.split = split
+        self.seq_len = seq_len
+        self.seed = seed
+        self.num_blocks = (len(split) - 1) // seq_len
+        if self.num_blocks < 1:
+            raise MoegrowError(
+                f"training split has {len(split)} tokens, fewer than one sequence of "
+                f"{seq_len + 1}; use a smaller --seq-len or more data"
+            )
+        self._perms: dict[int, np.ndarray] = {}
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            self._perms = {
+                epoch: np.random.default_rng([self.seed, epoch]).permutation(self.num_blocks)
+            }
+        return self._perms[epoch]
+
+    def rows(self, first: int, count: int) -> torch.Tensor:
+        """Global sample indices first..first+count-1 as ``[count, seq_len + 1]`` token ids."""
+        out = []
+        for g in range(first, first + count):
+            epoch, i = divmod(g, self.num_blocks)
+            block = int(self._order(epoch)[i])
+            out.append(self.split.window(block * self.seq_len, self.seq_len + 1))
+        return torch.from_numpy(np.stack(out)).long()
+
+
+def router_kind(config: dict) -> RouterKind | None:
+    family = family_for(config)
+    if family.experts is None or family.router is None:
+        return None
+    scoring = family.router.scoring
+    key = getattr(family.router, "scoring_key", None)
+    if key and config.get(key):
+        scoring = config[key]
+    num_experts = next(
+        config[k] for k in family.experts.count_keys if isinstance(config.get(k), int)
+    )
+    top_k = next(config[k] for k in family.experts.top_k_keys if isinstance(config.get(k), int))
+    return RouterKind("sigmoid" if scoring == "sigmoid" else "softmax", top_k, num_experts)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _load_model(folder: Path, device: torch.device):
+    from transformers import AutoModelForCausalLM
+
+    import moegrow.models  # noqa: F401  (registers moegrow's own model variants)
+
+    # CPU: the eager expert loop is the fastest correct kernel (grouped_mm ~20% slower,
+    # batched_mm ~80x slower: ECOSYSTEM.md §4); GPU: transformers' default grouped_mm.
+    kwargs = {"experts_implementation": "eager"} if device.type == "cpu" else {}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    except (TypeError, ValueError):
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    return model.to(device)
+
+
+def _param_groups(model, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _bias_buffers(model, config: dict) -> list[torch.Tensor | None]:
+    """The expert-bias buffer of every router, in layer order (None where a router has none).
+    Routers are found by the family's declared router tensor name, never by class name."""
+    family = family_for(config)
+    if family.router is None:
+        return []
+    suffix = "." + family.router.weight.rsplit(".", 1)[0]
+    routers = [m for name, m in model.named_modules() if name.endswith(suffix)]
+    return [getattr(m, "e_score_correction_bias", None) for m in routers]
+
+
+class _StopRequest:
+    """Ctrl-C / SIGTERM during training: finish the current step, save, then stop."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handler(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _init_run(run: Path, model_dir: Path, data_dir: Path, opts: TrainOptions, resume: bool):
+    """Create the run folder (or reopen it); returns (options, model folder to load, state)."""
+    if resume:
+        meta_path = run / RUN_FILE
+        if not meta_path.is_file():
+            raise MoegrowError(f"{run}: not a training run (no {RUN_FILE}); nothing to resume")
+        meta = json.loads(meta_path.read_text())
+        known = {f.name for f in fields(TrainOptions)}
+        saved = {k: v for k, v in meta["options"].items() if k in known}
+        # What to train is the run's; how this invocation behaves is the caller's.
+        saved.update(stop_after=opts.stop_after, progress=opts.progress)
+        opts = TrainOptions(**saved)
+        ckpts = checkpoint_dirs(run)
+        if not ckpts:
+            return opts, Path(meta["model"]), Path(meta["data"]), None
+        state, optim_state, rng = load_checkpoint(ckpts[-1])
+        return opts, ckpts[-1], Path(meta["data"]), (state, optim_state, rng)
+    if run.exists() and any(run.iterdir()):
+        raise MoegrowError(
+            f"{run}: already exists and is not empty; pass --resume {run} to continue it"
+        )
+    ddp.barrier()  # every process has looked at the run folder before rank 0 writes into it
+    run.mkdir(parents=True, exist_ok=True)
+    meta = {"model": str(model_dir), "data": str(data_dir), "options": asdict(opts)}
+    if ddp.world()[0] == 0:
+        write_json(run / RUN_FILE, meta)
+    return opts, model_dir, data_dir, None
+
+
+def train(
+    model_dir: str | Path | None,
+    data_dir: str | Path | None,
+    run: str | Path,
+    opts: TrainOptions | None = None,
+    *,
+    resume: bool = False,
+) -> TrainResult:
+    """Train ``model_dir`` on the prepared data ``data_dir``, writing into the folder ``run``
+    (``resume=True`` continues ``run`` from its last checkpoint with its own options)."""
+    from moegrow.data import TokenData
+    from moegrow.evaluate import _check_vocab, validation_loss
+
+    run = Path(run)
+    opts = opts or TrainOptions()
+    device = ddp.init_from_env(_device(opts.device))
+    rank, world_size = ddp.world()
+    opts, load_from, data_dir, restored = _init_run(
+        run, Path(model_dir or "."), Path(data_dir or "."), opts, resume
+    )
+    # The ledger continues the one of the model the run started from, not of its checkpoints.
+    origin = Path(json.loads((run / RUN_FILE).read_text())["model"]) if resume else load_from
+    opts.check()
+    if opts.batch_size % (opts.grad_accum * world_size):
+        raise MoegrowError(
+            f"--batch-size {opts.batch_size} must be a multiple of --grad-accum x processes "
+            f"({opts.grad_accum} x {world_size})"
+        )
+    data = TokenData(data_dir)
+    with Checkpoint(load_from) as ckpt:
+        config = ckpt.config
+        stats = param_stats(
+            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), family_for(config), config
+        )
+    _check_vocab(config, data, load_from)
+    flops_per_token = stats.flops_per_token(opts.seq_len)
+    tokens_per_step = opts.batch_size * opts.seq_len
+    budget = opts.tokens if opts.tokens is not None else opts.flops / flops_per_token
+    total_steps = max(math.ceil(budget / tokens_per_step), 1)
+
+    torch.manual_seed(opts.seed)
+    model = _load_model(load_from, device)
+    kind = router_kind(config)
+    biases = _bias_buffers(model, config)
+    coef = opts.aux_loss_coef
+    if coef is None:
+        coef = float(config.get("router_aux_loss_coef") or 0.0) if kind else 0.0
+    ddp.shard(model)
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, opts.weight_decay), lr=opts.lr, betas=(opts.beta1, opts.beta2)
+    )
+    step = 0
+    if restored is not None:
+        state, optim_state, rng = restored
+        ddp.load_optimizer(model, optimizer, optim_state)
+        torch.set_rng_state(rng)
+        step = state["step"]
+    forward = torch.compile(model) if opts.compile else model
+    sampler = BlockSampler(data.split("train"), opts.seq_len, opts.seed)
+    val = data.split("val")
+    peak = measured_matmul_peak(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    metrics_path = run / METRICS_FILE
+    history = _read_metrics(metrics_path, upto=step)
+    if rank == 0:
+        metrics_path.write_text("".join(json.dumps(m) + "\n" for m in history))
+    writer = _tensorboard(run) if opts.tensorboard and rank == 0 else None
+    micro = opts.batch_size // (opts.grad_accum * world_size)
+    autocast = device.type == "cuda"
+    start_step = step
+    last_val = None
+
+    def save(final: bool = False) -> Path:
+        model_state, optim_state = ddp.full_state(model, optimizer)
+        target = None
+        if rank == 0:
+            unwrapped = model
+
+            def save_model(folder: Path) -> None:
+                unwrapped.save_pretrained(folder, state_dict=model_state)
+                _copy_tokenizer(load_from, data, folder)
+                write_json(folder / CARD_NAME, _card(origin, step, opts, flops_per_token, stats))
+
+            state = {
+                "step": step,
+                "tokens": step * tokens_per_step,
+                "flops": step * tokens_per_step * flops_per_token,
+            }
+            target = save_checkpoint(
+                run, step, save_model, optim_state, state, opts.keep_checkpoints
+            )
+        ddp.barrier()
+        return target or run / f"checkpoint-{step:07d}"
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=total_steps,
+        initial=step,
+        desc="train",
+        unit="step",
+        disable=not opts.progress or rank != 0,
+    )
+    stopped = False
+    with _StopRequest() as stop, bar:
+        while step < total_steps:
+            t0 = time.perf_counter()
+            lr = lr_at(
+                step,
+                total_steps=total_steps,
+                peak=opts.lr,
+                schedule=opts.schedule,
+                warmup_steps=opts.warmup_steps,
+                min_ratio=opts.min_lr_ratio,
+                decay_fraction=opts.decay_fraction,
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            ce_sum = aux_sum = 0.0
+            step_loads = None
+            for m in range(opts.grad_accum):
+                first = step * opts.batch_size + m * micro * world_size + rank * micro
+                rows = sampler.rows(first, micro).to(device)
+                with torch.autocast("cuda", torch.bfloat16, enabled=autocast):
+                    out = forward(
+                        input_ids=rows[:, :-1],
+                        output_router_logits=kind is not None,
+                        use_cache=False,
+                    )
+                logits = out.logits.float()
+                ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), rows[:, 1:].reshape(-1))
+                loss = ce
+                if kind is not None and out.router_logits:
+                    loads = expert_loads(
+                        out.router_logits, kind, biases or [None] * len(out.router_logits)
+                    )
+                    step_loads = loads if step_loads is None else step_loads + loads
+                    aux = balance_loss(out.router_logits, kind, loads)
+                    loss = loss + coef * aux
+                    aux_sum += aux.item()
+                (loss / opts.grad_accum).backward()
+                ce_sum += ce.item()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if (
+                step_loads is not None
+                and opts.expert_bias_rate > 0
+                and any(b is not None for b in biases)
+            ):
+                update_expert_biases(biases, step_loads, opts.expert_bias_rate)
+            step += 1
+            ce_mean, aux_mean = (
+                v / (opts.grad_accum * world_size) for v in ddp.all_sum([ce_sum, aux_sum])
+            )
+            dt = time.perf_counter() - t0
+            record = {
+                "step": step,
+                "tokens": step * tokens_per_step,
+                "flops": step * tokens_per_step * flops_per_token,
+                "loss": ce_mean,
+                "aux_loss": aux_mean,
+                "lr": lr,
+                "grad_norm": float(
+                    grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+                ),
+                "tokens_per_s": tokens_per_step / dt,
+                "mfu": tokens_per_step * flops_per_token / dt / (peak * world_size),
+            }
+            if step_loads is not None:
+                record.update(balance_metrics(step_loads))
+            is_last = step == total_steps
+            if (opts.eval_every and step % opts.eval_every == 0) or is_last:
+                ev = validation_loss(
+                    model,
+                    val,
+                    seq_len=opts.seq_len,
+                    tokens=opts.eval_tokens,
+                    batch=micro,
+                    device=device,
+                    kind=kind,
+                    biases=biases,
+                    autocast=autocast,
+                )
+                record.update(ev)
+                last_val = ev["val_loss"]
+            history.append(record)
+            if rank == 0:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                if writer is not None:
+                    for k, v in record.items():
+                        if isinstance(v, (int, float)) and k != "step":
+                            writer.add_scalar(k, v, step)
+            bar.set_postfix(loss=f"{ce_mean:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
+            bar.update(1)
+            if opts.save_every and step % opts.save_every == 0 and not is_last:
+                save()
+            interrupted = ddp.any_rank(stop.requested)
+            if interrupted or (
+                opts.stop_after and step - start_step >= opts.stop_after and not is_last
+            ):
+                save()
+                stopped = True
+                break
+    final = save(final=True) if not stopped else checkpoint_dirs(run)[-1]
+    if writer is not None:
+        writer.close()
+    if stopped and stop.requested:
+        if rank == 0:
+            print(f"stopped at step {step}: saved {final}; continue with --resume {run}")
+        raise KeyboardInterrupt
+    return TrainResult(
+        final,
+        step,
+        step * tokens_per_step,
+        step * tokens_per_step * flops_per_token,
+        history,
+        last_val,
+    )
+
+
+def _read_metrics(path: Path, upto: int) -> list[dict]:
+    """Metrics already logged, up to step ``upto`` (a resumed run re-logs later steps)."""
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["step"] <= upto]
+
+
+def _tensorboard(run: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise MoegrowError(
+            "--tensorboard needs the tensorboard package: pip install tensorboard"
+        ) from None
+    return SummaryWriter(str(run / "tensorboard"))
+
+
+def _copy_tokenizer(model_dir: Path, data, folder: Path) -> None:
+    """Checkpoints carry a tokenizer: the model's own, else the data's."""
+    import shutil
+
+    source = Path(model_dir)
+    names = (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "tokenizer.model",
+        "vocab.json",
+        "merges.txt",
+    )
+    if not any((source / n).is_file() for n in names):
+        source = data.tokenizer_dir
+    for n in names:
+        if (source / n).is_file():
+            shutil.copy2(source / n, folder / n)
+
+
+def _card(model_dir: Path, step: int, opts: TrainOptions, flops_per_token: float, stats) -> dict:
+    """The growth card of the source, with this training stage appended to its ledger."""
+    from moegrow.card import read_card
+
+    card = dict(read_card(model_dir) or {})
+    ledger = ledger_of(model_dir)
+    tokens = step * opts.batch_size * opts.seq_len
+    ledger.append(
+        {
+            "stage": "train",
+            "tokens": tokens,
+            "flops": tokens * flops_per_token,
+            "active_params": stats.active,
+            "flops_per_token": flops_per_token,
+            "seq_len": opts.seq_len,
+        }
+    )
+    card["ledger"] = ledger
+    return card
