@@ -21,6 +21,20 @@ def _quiet_transformers():
     hf_logging.disable_progress_bar()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Tests never read or fill the user's corpus cache."""
+    import os
+
+    old = os.environ.get("MOEGROW_CACHE")
+    os.environ["MOEGROW_CACHE"] = str(tmp_path_factory.mktemp("moegrow-cache"))
+    yield
+    if old is None:
+        os.environ.pop("MOEGROW_CACHE", None)
+    else:
+        os.environ["MOEGROW_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """``tiny(family, **overrides)`` -> path of a tiny checkpoint (built once, read-only)."""

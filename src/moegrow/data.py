@@ -844,12 +844,22 @@ def prepare(
         if not texts:
             raise MoegrowError("no text files given (texts is an empty list)")
         docs, sources = load_user_corpus(list(texts))
-    docs, dropped = clean_documents(docs)
-    train_docs, val_docs = split_documents(docs, val_fraction, seed)
-
+    cache_root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    key = _prepared_key(sources, tokenizer_path, vocab_size, val_fraction, seed)
+    cached = cache_root / "prepared" / key
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.moegrow-partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    if (cached / MANIFEST_NAME).is_file():  # same sources and options: reuse the tokens
+        try:
+            shutil.copytree(cached, tmp)
+            _replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return json.loads((out / MANIFEST_NAME).read_text())
+    docs, dropped = clean_documents(docs)
+    train_docs, val_docs = split_documents(docs, val_fraction, seed)
     tmp.mkdir()
     try:
         tok_dir = tmp / TOKENIZER_DIR
@@ -875,11 +885,37 @@ def prepare(
             requested_vocab_size=vocab_size if tokenizer_path is None else None,
         )
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
+        _store_prepared(tmp, cached)
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _prepared_key(
+    sources: list[dict], tokenizer: Path | None, vocab_size: int, val_fraction: float, seed: int
+) -> str:
+    """Cache key of a prepared folder: everything its bytes depend on."""
+    from moegrow import __version__
+
+    tok = None
+    if tokenizer is not None:
+        files = sorted(p for p in tokenizer.iterdir() if p.is_file())
+        tok = [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
+    spec = [FORMAT_VERSION, SHARD_TOKENS, __version__, sources, tok, vocab_size, val_fraction, seed]
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _store_prepared(folder: Path, cached: Path) -> None:
+    """Keep a copy of a prepared folder in the cache (best effort: a full disk only costs the
+    next run its speed)."""
+    partial = cached.parent / f".{cached.name}.partial-{os.getpid()}"
+    try:
+        shutil.copytree(folder, partial)
+        partial.rename(cached)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _write_splits(folder: Path, tokenizer, splits: dict[str, list[Document]], *, progress) -> dict:
