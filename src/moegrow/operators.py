@@ -114,8 +114,10 @@ class PartJobs:
                 if part.op == "noise":
                     std = self.noise * self.std(info.name, *scope)
                     gen = torch.Generator().manual_seed(noise_seed(self.seed, t.name, index, chunk))
-                    y = x.to(_work_dtype(x))
-                    y += torch.randn(y.shape, generator=gen, dtype=y.dtype) * std
+                    # one buffer: scaled noise drawn in place, then the weights added to it
+                    y = torch.empty(x.shape, dtype=_work_dtype(x))
+                    y.normal_(0.0, std, generator=gen)
+                    y += x
                 if part.scale != 1.0:
                     y = _scaled(y, part.scale, info.name)
                 return tensor_bytes(y.to(x.dtype))
