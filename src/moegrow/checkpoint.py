@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from functools import cached_property
 from pathlib import Path
 
 import torch
 
 from moegrow.errors import CheckpointError
-from moegrow.safetensors_io import TensorInfo, pread_exact, read_header, to_torch
+from moegrow.safetensors_io import TensorInfo, pread_exact, pread_into, read_header, to_torch
 
 CONFIG_NAME = "config.json"
 SINGLE_FILE = "model.safetensors"
@@ -71,6 +72,7 @@ class Checkpoint:
                 self.tensors[name] = info
         self._check_index()
         self._fds: dict[Path, int] = {}
+        self._fd_lock = threading.Lock()
 
     # -- discovery -------------------------------------------------------------------------
     def _find_weight_files(self) -> tuple[list[Path], dict]:
@@ -135,10 +137,12 @@ class Checkpoint:
 
     # -- reading ----------------------------------------------------------------------------
     def fd(self, info: TensorInfo) -> int:
-        fd = self._fds.get(info.file)
-        if fd is None:
-            fd = self._fds[info.file] = os.open(info.file, os.O_RDONLY)
-        return fd
+        """A read-only descriptor of the tensor's file (opened once; safe across threads)."""
+        with self._fd_lock:
+            fd = self._fds.get(info.file)
+            if fd is None:
+                fd = self._fds[info.file] = os.open(info.file, os.O_RDONLY)
+            return fd
 
     def read_bytes(self, name: str, start: int = 0, nbytes: int | None = None) -> bytearray:
         """Bytes ``start .. start+nbytes`` of a tensor's data."""
@@ -147,6 +151,12 @@ class Checkpoint:
             nbytes = info.nbytes - start
         assert start >= 0 and start + nbytes <= info.nbytes
         return pread_exact(self.fd(info), nbytes, info.offset + start, name=str(info.file))
+
+    def read_into(self, name: str, start: int, view: memoryview) -> None:
+        """Fill ``view`` with the tensor's data bytes from ``start`` on (no allocation)."""
+        info = self.tensors[name]
+        assert start >= 0 and start + view.nbytes <= info.nbytes
+        pread_into(self.fd(info), view, info.offset + start, name=str(info.file))
 
     def tensor(self, name: str) -> torch.Tensor:
         """A whole tensor, in its stored dtype."""

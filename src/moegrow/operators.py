@@ -15,6 +15,7 @@ the bytes do not depend on the order or the parallelism in which chunks are comp
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -78,6 +79,7 @@ class PartJobs:
         self._std: dict[tuple[str, int, int], float] = {}
         self._lock = Lock()
         self._key_locks: dict[tuple[str, int, int], Lock] = {}
+        self._local = threading.local()
 
     def jobs(self, t: OutTensor) -> Iterator[Job]:
         out_row = t.nbytes // t.shape[0] if t.shape and t.shape[0] else t.nbytes
@@ -109,20 +111,31 @@ class PartJobs:
             n = min(step, offset + nbytes - pos)
 
             def fn(pos=pos, n=n, chunk=chunk) -> memoryview:
-                x = to_torch(self.ckpt.read_bytes(info.name, pos, n), info.dtype)
+                raw, work = self._buffers()
+                self.ckpt.read_into(info.name, pos, raw[:n])
+                x = to_torch(raw[:n], info.dtype)
                 y = x
                 if part.op == "noise":
                     std = self.noise * self.std(info.name, *scope)
                     gen = torch.Generator().manual_seed(noise_seed(self.seed, t.name, index, chunk))
-                    # one buffer: scaled noise drawn in place, then the weights added to it
-                    y = torch.empty(x.shape, dtype=_work_dtype(x))
+                    # scaled noise drawn in place into this thread's buffer, then the weights added
+                    y = work[: x.numel()] if x.dtype != torch.float64 else torch.empty_like(x)
                     y.normal_(0.0, std, generator=gen)
                     y += x
                 if part.scale != 1.0:
                     y = _scaled(y, part.scale, info.name)
-                return tensor_bytes(y.to(x.dtype))
+                # a fresh tensor: the thread's buffers are reused by its next chunk
+                return tensor_bytes(y.to(x.dtype, copy=True))
 
             yield Compute(fn, n)
+
+    def _buffers(self) -> tuple[memoryview, torch.Tensor]:
+        """This thread's read buffer and float32 work buffer, allocated once: resident memory
+        stays flat however many chunks pass through (the output of a chunk is its own)."""
+        if not hasattr(self._local, "raw"):
+            self._local.raw = memoryview(bytearray(CHUNK_ELEMENTS * 8))
+            self._local.work = torch.empty(CHUNK_ELEMENTS, dtype=torch.float32)
+        return self._local.raw, self._local.work
 
     def std(self, name: str, offset: int, nbytes: int) -> float:
         """Standard deviation of a byte range of a float tensor, streamed in float64; computed

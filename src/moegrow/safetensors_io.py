@@ -207,14 +207,18 @@ def tensor_bytes(t: torch.Tensor) -> memoryview:
 def pread_exact(fd: int, nbytes: int, offset: int, *, name: str = "") -> bytearray:
     """Read exactly ``nbytes`` at ``offset`` or raise :class:`CheckpointError`."""
     buf = bytearray(nbytes)
-    view = memoryview(buf)
-    got = 0
+    pread_into(fd, memoryview(buf), offset, name=name)
+    return buf
+
+
+def pread_into(fd: int, view: memoryview, offset: int, *, name: str = "") -> None:
+    """Fill ``view`` with the bytes at ``offset`` or raise :class:`CheckpointError`."""
+    got, nbytes = 0, view.nbytes
     while got < nbytes:
         n = os.preadv(fd, [view[got:]], offset + got)
         if n == 0:
             raise CheckpointError(f"{name}: file ended after {got} of {nbytes} bytes (truncated)")
         got += n
-    return buf
 
 
 class StreamingShardWriter:
