@@ -224,7 +224,4 @@ def test_flops_and_eval_commands(base_model, data_dir, run_cli):
     code, _, err = run_cli(
         "eval", base_model, "--data", data_dir, "--lm-eval", "x", "--device", "cpu"
     )
-    try:
-        import lm_eval  # noqa: F401
-    except ImportError:
-        assert code == 2 and "lm-eval" in err
+    assert code == 2 and "lm-eval" in err  # not installed, or no such task

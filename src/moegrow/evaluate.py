@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from moegrow import distributed as ddp
 from moegrow.errors import MoegrowError
-from moegrow.router_stats import RouterKind, balance_metrics, expert_loads
+from moegrow.router_stats import RouterCapture, RouterKind, balance_metrics, expert_loads
 
 
 def eval_windows(num_tokens: int, seq_len: int, budget: int, batch: int) -> list[list[int]]:
@@ -41,10 +41,11 @@ def validation_loss(
     device: torch.device | str = "cpu",
     kind: RouterKind | None = None,
     biases: list | None = None,
+    capture: RouterCapture | None = None,
     autocast: bool = False,
 ) -> dict:
     """Mean next-token loss over the first ``tokens`` validation tokens (all processes), with
-    router balance metrics when ``kind`` is given."""
+    router balance metrics when ``kind`` and the model's router ``capture`` are given."""
     if len(split) < seq_len + 1:
         raise MoegrowError(
             f"validation split has {len(split)} tokens, fewer than one window of {seq_len + 1}"
@@ -57,17 +58,16 @@ def validation_loss(
         rows = torch.stack([torch.from_numpy(split.window(s, seq_len + 1)) for s in starts])
         rows = rows.long().to(device)
         with torch.autocast("cuda", torch.bfloat16, enabled=autocast):
-            out = model(
-                input_ids=rows[:, :-1], output_router_logits=kind is not None, use_cache=False
-            )
+            out = model(input_ids=rows[:, :-1], use_cache=False)
         logits = out.logits.float()
         total += F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), rows[:, 1:].reshape(-1), reduction="sum"
         ).item()
         count += rows[:, 1:].numel()
-        if kind is not None and out.router_logits:
-            no_bias = [None] * len(out.router_logits)
-            layer_loads = expert_loads(out.router_logits, kind, biases or no_bias, reduce=False)
+        router_logits = capture.take() if capture is not None else ()
+        if kind is not None and router_logits:
+            no_bias = [None] * len(router_logits)
+            layer_loads = expert_loads(router_logits, kind, biases or no_bias, reduce=False)
             loads = layer_loads if loads is None else loads + layer_loads
     total, count = ddp.all_sum([total, count])
     if was_training:
@@ -116,6 +116,7 @@ def evaluate(
         device=dev,
         kind=kind,
         biases=_bias_buffers(model, config),
+        capture=RouterCapture(model) if kind is not None else None,
         autocast=dev.type == "cuda",
     )
     result["norm_profile"] = [round(p.value, 6) for p in profile]
@@ -153,12 +154,19 @@ def run_lm_eval(
         ) from None
     import moegrow.models  # noqa: F401  (registers moegrow's model variants)
 
+    manager = TaskManager(include_path=include_path) if include_path else TaskManager()
+    unknown = [t for t in tasks if t not in manager.all_tasks]
+    if unknown:
+        raise MoegrowError(
+            f"--lm-eval: unknown task(s) {', '.join(unknown)}; give --include-path DIR for local "
+            "task YAMLs (lm-eval's own tasks download their data)"
+        )
     results = lm_eval.simple_evaluate(
         model="hf",
         model_args=f"pretrained={model_dir},dtype=float32",
         tasks=tasks,
         device=device,
         limit=limit,
-        task_manager=TaskManager(include_path=include_path) if include_path else None,
+        task_manager=manager,
     )
     return {task: metrics for task, metrics in results["results"].items()}

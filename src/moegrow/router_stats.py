@@ -42,13 +42,24 @@ def expert_loads(
     reduce: bool = True,
 ) -> torch.Tensor:
     """Tokens routed to each expert, per MoE layer: ``[layers, E]`` float64, summed over
-    processes unless ``reduce`` is False."""
-    loads = []
+    processes unless ``reduce`` is False. All layers are handled in one batched top-k."""
+    if not router_logits:
+        return torch.zeros(0, kind.num_experts, dtype=torch.float64)
     with torch.no_grad():
-        for logits, bias in zip(router_logits, biases):
-            choice = selection_scores(logits, kind, bias).topk(kind.top_k, dim=-1).indices
-            loads.append(torch.bincount(choice.reshape(-1), minlength=kind.num_experts))
-    total = torch.stack(loads).double() if loads else torch.zeros(0, kind.num_experts)
+        logits = torch.stack([t.reshape(-1, kind.num_experts) for t in router_logits])  # (L, T, E)
+        bias = None
+        if any(b is not None for b in biases):
+            bias = torch.stack(
+                [b if b is not None else torch.zeros(kind.num_experts) for b in biases]
+            ).to(logits.device)[:, None, :]  # (L, 1, E)
+        choice = selection_scores(logits, kind, bias).topk(kind.top_k, dim=-1).indices
+        layers = choice.shape[0]
+        total = torch.zeros(layers, kind.num_experts, dtype=torch.float64, device=logits.device)
+        total.scatter_add_(
+            1,
+            choice.reshape(layers, -1),
+            torch.ones_like(choice, dtype=torch.float64).reshape(layers, -1),
+        )
     if reduce and dist.is_available() and dist.is_initialized():
         dist.all_reduce(total)
     return total
@@ -63,16 +74,44 @@ def balance_loss(
     gradient is averaged over processes like every other gradient)."""
     if not router_logits:
         return torch.zeros(())
-    terms = []
-    for logits, load in zip(router_logits, loads):
-        if kind.scoring == "sigmoid":
-            s = torch.sigmoid(logits.float())
-            probs = s / s.sum(-1, keepdim=True)
-        else:
-            probs = logits.float().softmax(-1)
-        f = (load / load.sum().clamp(min=1)).to(probs)
-        terms.append(kind.num_experts * (f * probs.mean(0)).sum())
-    return torch.stack(terms).mean()
+    logits = torch.stack([t.reshape(-1, kind.num_experts) for t in router_logits]).float()
+    if kind.scoring == "sigmoid":
+        s = torch.sigmoid(logits)
+        probs = s / s.sum(-1, keepdim=True)
+    else:
+        probs = logits.softmax(-1)  # (L, T, E)
+    f = (loads / loads.sum(-1, keepdim=True).clamp(min=1)).to(probs)  # (L, E)
+    return (kind.num_experts * (f * probs.mean(1)).sum(-1)).mean()
+
+
+class RouterCapture:
+    """Collects every router's logits during a forward pass with forward hooks, as
+    transformers' own ``output_router_logits`` does (same module class and output index, read
+    from the model's ``_can_record_outputs``), but without transformers also computing its own
+    auxiliary loss, which moegrow replaces with the global-batch one."""
+
+    def __init__(self, model):
+        spec = getattr(model, "_can_record_outputs", None) or {}
+        spec = spec.get("router_logits")
+        self.logits: list[torch.Tensor] = []
+        self.handles = []
+        if spec is None:
+            return
+        target, index = (
+            (spec.target_class, spec.index) if hasattr(spec, "target_class") else (spec, 0)
+        )
+        self.index = index
+        for module in model.modules():
+            if isinstance(module, target):
+                self.handles.append(module.register_forward_hook(self._hook))
+
+    def _hook(self, module, args, output) -> None:
+        self.logits.append(output[self.index] if isinstance(output, (tuple, list)) else output)
+
+    def take(self) -> tuple[torch.Tensor, ...]:
+        """The logits captured since the last call, in layer order."""
+        out, self.logits = tuple(self.logits), []
+        return out
 
 
 def balance_metrics(loads: torch.Tensor) -> dict[str, list[float]]:

@@ -31,6 +31,7 @@ from moegrow.families import family_for
 from moegrow.flops import param_stats
 from moegrow.perf import measured_matmul_peak
 from moegrow.router_stats import (
+    RouterCapture,
     RouterKind,
     balance_loss,
     balance_metrics,
@@ -290,6 +291,7 @@ def train(
     model = _load_model(load_from, device)
     kind = router_kind(config)
     biases = _bias_buffers(model, config)
+    capture = RouterCapture(model) if kind is not None else None
     coef = opts.aux_loss_coef
     if coef is None:
         coef = float(config.get("router_aux_loss_coef") or 0.0) if kind else 0.0
@@ -369,20 +371,15 @@ def train(
                 first = step * opts.batch_size + m * micro * world_size + rank * micro
                 rows = sampler.rows(first, micro).to(device)
                 with torch.autocast("cuda", torch.bfloat16, enabled=autocast):
-                    out = forward(
-                        input_ids=rows[:, :-1],
-                        output_router_logits=kind is not None,
-                        use_cache=False,
-                    )
+                    out = forward(input_ids=rows[:, :-1], use_cache=False)
                 logits = out.logits.float()
                 ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), rows[:, 1:].reshape(-1))
                 loss = ce
-                if kind is not None and out.router_logits:
-                    loads = expert_loads(
-                        out.router_logits, kind, biases or [None] * len(out.router_logits)
-                    )
+                router_logits = capture.take() if capture is not None else ()
+                if router_logits:
+                    loads = expert_loads(router_logits, kind, biases or [None] * len(router_logits))
                     step_loads = loads if step_loads is None else step_loads + loads
-                    aux = balance_loss(out.router_logits, kind, loads)
+                    aux = balance_loss(router_logits, kind, loads)
                     loss = loss + coef * aux
                     aux_sum += aux.item()
                 (loss / opts.grad_accum).backward()
@@ -427,6 +424,7 @@ def train(
                     device=device,
                     kind=kind,
                     biases=biases,
+                    capture=capture,
                     autocast=autocast,
                 )
                 record.update(ev)
