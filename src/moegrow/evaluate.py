@@ -94,18 +94,19 @@ def evaluate(
     from moegrow.checkpoint import Checkpoint
     from moegrow.data import TokenData
     from moegrow.families import family_for
+    from moegrow.loading import load_model, pick_device
     from moegrow.norms import norm_profile
-    from moegrow.train import _bias_buffers, _device, _load_model, router_kind
+    from moegrow.router_stats import expert_bias_buffers, router_kind
 
     model_dir = Path(model_dir)
     data = TokenData(data_dir)
-    dev = _device(device)
+    dev = pick_device(device)
     with Checkpoint(model_dir) as ckpt:
         config = ckpt.config
         family = family_for(config, where=str(model_dir / "config.json"))
         profile = norm_profile(ckpt, family)
     _check_vocab(config, data, model_dir)
-    model = _load_model(model_dir, dev)
+    model = load_model(model_dir, dev)
     kind = router_kind(config)
     result = validation_loss(
         model,
@@ -115,7 +116,7 @@ def evaluate(
         batch=batch,
         device=dev,
         kind=kind,
-        biases=_bias_buffers(model, config),
+        biases=expert_bias_buffers(model, config),
         capture=RouterCapture(model) if kind is not None else None,
         autocast=dev.type == "cuda",
     )

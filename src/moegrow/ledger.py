@@ -106,3 +106,13 @@ def render(report: dict) -> str:
     lines.append("advice:")
     lines += [f"  - {a}" for a in report["advice"]]
     return "\n".join(lines)
+
+
+def with_stage(model_dir: Path, entry: dict) -> dict:
+    """The card of ``model_dir`` (empty if none) with ``entry`` appended to its ledger: the
+    card a checkpoint derived from ``model_dir`` by one more stage carries."""
+    from moegrow.card import read_card
+
+    card = dict(read_card(model_dir) or {})
+    card["ledger"] = [*ledger_of(model_dir), entry]
+    return card

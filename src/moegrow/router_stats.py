@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from moegrow.families import family_for
+
 
 @dataclass(frozen=True)
 class RouterKind:
@@ -136,3 +138,29 @@ def update_expert_biases(biases: list[torch.Tensor | None], loads: torch.Tensor,
         if bias is not None:
             step = rate * torch.sign(load.mean() - load)
             bias.add_(step.to(device=bias.device, dtype=bias.dtype))
+
+
+def router_kind(config: dict) -> RouterKind | None:
+    family = family_for(config)
+    if family.experts is None or family.router is None:
+        return None
+    scoring = family.router.scoring
+    key = getattr(family.router, "scoring_key", None)
+    if key and config.get(key):
+        scoring = config[key]
+    num_experts = next(
+        config[k] for k in family.experts.count_keys if isinstance(config.get(k), int)
+    )
+    top_k = next(config[k] for k in family.experts.top_k_keys if isinstance(config.get(k), int))
+    return RouterKind("sigmoid" if scoring == "sigmoid" else "softmax", top_k, num_experts)
+
+
+def expert_bias_buffers(model, config: dict) -> list[torch.Tensor | None]:
+    """The expert-bias buffer of every router, in layer order (None where a router has none).
+    Routers are found by the family's declared router tensor name, never by class name."""
+    family = family_for(config)
+    if family.router is None:
+        return []
+    suffix = "." + family.router.weight.rsplit(".", 1)[0]
+    routers = [m for name, m in model.named_modules() if name.endswith(suffix)]
+    return [getattr(m, "e_score_correction_bias", None) for m in routers]

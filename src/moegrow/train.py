@@ -5,9 +5,8 @@ constant / cosine / WSD schedules, gradient accumulation, the global-batch load-
 and the aux-loss-free expert-bias update, checkpoints that resume bit for bit on CPU, metrics as
 JSONL, and the FLOPs ledger carried in the checkpoint's card.
 
-Batches are a pure function of the step: the training split is cut into blocks of
-``seq_len + 1`` tokens, shuffled per epoch with a seed, and step s takes blocks
-``s*B .. s*B+B-1`` of that order. A resumed run therefore needs only the step to continue.
+Batches are a pure function of the step (:mod:`moegrow.sampling`): a resumed run needs only the
+step to continue.
 """
 
 from __future__ import annotations
@@ -19,25 +18,28 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from moegrow import distributed as ddp
-from moegrow.card import CARD_NAME, ledger_of, write_json
+from moegrow.card import CARD_NAME, write_json
 from moegrow.checkpoint import Checkpoint
 from moegrow.errors import MoegrowError
 from moegrow.families import family_for
 from moegrow.flops import param_stats
+from moegrow.ledger import with_stage
+from moegrow.loading import load_model, pick_device
 from moegrow.perf import measured_matmul_peak
 from moegrow.router_stats import (
     RouterCapture,
-    RouterKind,
     balance_loss,
     balance_metrics,
+    expert_bias_buffers,
     expert_loads,
+    router_kind,
     update_expert_biases,
 )
+from moegrow.sampling import BlockSampler
 from moegrow.schedule import lr_at
 from moegrow.train_state import checkpoint_dirs, load_checkpoint, save_checkpoint
 
@@ -110,74 +112,6 @@ class TrainResult:
     val_loss: float | None
 
 
-class BlockSampler:
-    """Step -> batch of token blocks, deterministic from the seed (see module docstring)."""
-
-    def __init__(self, split, seq_len: int, seed: int):
-        self.split = split
-        self.seq_len = seq_len
-        self.seed = seed
-        self.num_blocks = (len(split) - 1) // seq_len
-        if self.num_blocks < 1:
-            raise MoegrowError(
-                f"training split has {len(split)} tokens, fewer than one sequence of "
-                f"{seq_len + 1}; use a smaller --seq-len or more data"
-            )
-        self._perms: dict[int, np.ndarray] = {}
-
-    def _order(self, epoch: int) -> np.ndarray:
-        if epoch not in self._perms:
-            self._perms = {
-                epoch: np.random.default_rng([self.seed, epoch]).permutation(self.num_blocks)
-            }
-        return self._perms[epoch]
-
-    def rows(self, first: int, count: int) -> torch.Tensor:
-        """Global sample indices first..first+count-1 as ``[count, seq_len + 1]`` token ids."""
-        out = []
-        for g in range(first, first + count):
-            epoch, i = divmod(g, self.num_blocks)
-            block = int(self._order(epoch)[i])
-            out.append(self.split.window(block * self.seq_len, self.seq_len + 1))
-        return torch.from_numpy(np.stack(out)).long()
-
-
-def router_kind(config: dict) -> RouterKind | None:
-    family = family_for(config)
-    if family.experts is None or family.router is None:
-        return None
-    scoring = family.router.scoring
-    key = getattr(family.router, "scoring_key", None)
-    if key and config.get(key):
-        scoring = config[key]
-    num_experts = next(
-        config[k] for k in family.experts.count_keys if isinstance(config.get(k), int)
-    )
-    top_k = next(config[k] for k in family.experts.top_k_keys if isinstance(config.get(k), int))
-    return RouterKind("sigmoid" if scoring == "sigmoid" else "softmax", top_k, num_experts)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _load_model(folder: Path, device: torch.device):
-    from transformers import AutoModelForCausalLM
-
-    import moegrow.models  # noqa: F401  (registers moegrow's own model variants)
-
-    # CPU: the eager expert loop is the fastest correct kernel (grouped_mm ~20% slower,
-    # batched_mm ~80x slower: ECOSYSTEM.md §4); GPU: transformers' default grouped_mm.
-    kwargs = {"experts_implementation": "eager"} if device.type == "cpu" else {}
-    try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
-    except (TypeError, ValueError):
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    return model.to(device)
-
-
 def _param_groups(model, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for p in model.parameters():
@@ -187,17 +121,6 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-
-
-def _bias_buffers(model, config: dict) -> list[torch.Tensor | None]:
-    """The expert-bias buffer of every router, in layer order (None where a router has none).
-    Routers are found by the family's declared router tensor name, never by class name."""
-    family = family_for(config)
-    if family.router is None:
-        return []
-    suffix = "." + family.router.weight.rsplit(".", 1)[0]
-    routers = [m for name, m in model.named_modules() if name.endswith(suffix)]
-    return [getattr(m, "e_score_correction_bias", None) for m in routers]
 
 
 class _StopRequest:
@@ -262,7 +185,7 @@ def train(
 
     run = Path(run)
     opts = opts or TrainOptions()
-    device = ddp.init_from_env(_device(opts.device))
+    device = ddp.init_from_env(pick_device(opts.device))
     rank, world_size = ddp.world()
     opts, load_from, data_dir, restored = _init_run(
         run, Path(model_dir or "."), Path(data_dir or "."), opts, resume
@@ -288,9 +211,9 @@ def train(
     total_steps = max(math.ceil(budget / tokens_per_step), 1)
 
     torch.manual_seed(opts.seed)
-    model = _load_model(load_from, device)
+    model = load_model(load_from, device)
     kind = router_kind(config)
-    biases = _bias_buffers(model, config)
+    biases = expert_bias_buffers(model, config)
     capture = RouterCapture(model) if kind is not None else None
     coef = opts.aux_loss_coef
     if coef is None:
@@ -328,7 +251,16 @@ def train(
             def save_model(folder: Path) -> None:
                 unwrapped.save_pretrained(folder, state_dict=model_state)
                 _copy_tokenizer(load_from, data, folder)
-                write_json(folder / CARD_NAME, _card(origin, step, opts, flops_per_token, stats))
+                tokens = step * tokens_per_step
+                stage = {
+                    "stage": "train",
+                    "tokens": tokens,
+                    "flops": tokens * flops_per_token,
+                    "active_params": stats.active,
+                    "flops_per_token": flops_per_token,
+                    "seq_len": opts.seq_len,
+                }
+                write_json(folder / CARD_NAME, with_stage(origin, stage))
 
             state = {
                 "step": step,
@@ -501,24 +433,3 @@ def _copy_tokenizer(model_dir: Path, data, folder: Path) -> None:
     for n in names:
         if (source / n).is_file():
             shutil.copy2(source / n, folder / n)
-
-
-def _card(model_dir: Path, step: int, opts: TrainOptions, flops_per_token: float, stats) -> dict:
-    """The growth card of the source, with this training stage appended to its ledger."""
-    from moegrow.card import read_card
-
-    card = dict(read_card(model_dir) or {})
-    ledger = ledger_of(model_dir)
-    tokens = step * opts.batch_size * opts.seq_len
-    ledger.append(
-        {
-            "stage": "train",
-            "tokens": tokens,
-            "flops": tokens * flops_per_token,
-            "active_params": stats.active,
-            "flops_per_token": flops_per_token,
-            "seq_len": opts.seq_len,
-        }
-    )
-    card["ledger"] = ledger
-    return card

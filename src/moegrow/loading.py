@@ -1,0 +1,28 @@
+"""Loading checkpoints into transformers' model classes for training and evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_model(folder: Path, device: torch.device):
+    from transformers import AutoModelForCausalLM
+
+    import moegrow.models  # noqa: F401  (registers moegrow's own model variants)
+
+    # CPU: the eager expert loop is the fastest correct kernel (grouped_mm ~20% slower,
+    # batched_mm ~80x slower: ECOSYSTEM.md §4); GPU: transformers' default grouped_mm.
+    kwargs = {"experts_implementation": "eager"} if device.type == "cpu" else {}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    except (TypeError, ValueError):
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    return model.to(device)
