@@ -5,7 +5,8 @@
 3. grow it the paper's way: interposition depth x2 and width x2 (experts and top-k) with
    relative noise 0.01;
 4. continue training the grown model with a fixed extra FLOPs budget (the sunk FLOPs);
-5. train a model of the grown size from scratch with the same extra budget;
+5. train a model of the grown size from scratch, compared at the same extra budget (it runs
+   on to 3x that budget so that the compute multiplier can be measured, not only bounded);
 6. print validation losses, sunk and extra FLOPs and the compute multiplier (FLOPs scratch
    needs to reach the grown model's final loss / the grown model's extra FLOPs), and plot
    validation loss against extra FLOPs.
@@ -23,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from moegrow.curves import compute_multiplier, describe_multiplier
+from moegrow.curves import compute_multiplier, describe_multiplier, loss_at
 from moegrow.errors import MoegrowError
 
 
@@ -40,7 +41,10 @@ class DemoConfig:
     base_chinchilla: float = 1.25
     """Train the base to this multiple of its Chinchilla point F_c."""
     extra_over_sunk: float = 1.0
-    """Extra budget of the grown and scratch runs, as a multiple of the base's sunk FLOPs."""
+    """Extra budget of the grown run, as a multiple of the base's sunk FLOPs."""
+    scratch_over_extra: float = 3.0
+    """The scratch run goes on to this multiple of the extra budget, so that the compute
+    multiplier can be measured past 1; it is compared at equal extra FLOPs by interpolation."""
     eval_points: int = 8
     eval_tokens: int = 16384
     seed: int = 0
@@ -131,7 +135,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, *, overwrite: bool 
     print(f"[4/6] continue training the grown model with {extra:.3g} extra FLOPs")
     grown, grown_curve = _train(grown_init, data, out / "runs" / "grown", extra, cfg, "grown")
 
-    print("[5/6] train the grown size from scratch with the same extra FLOPs")
+    print(f"[5/6] train the grown size from scratch ({cfg.scratch_over_extra:g} x the extra FLOPs)")
     config = json.loads((grown_init / "config.json").read_text())
     sizes = {k: config[k] for k in ("num_hidden_layers", "num_experts_per_tok")}
     sizes["num_experts"] = config.get("num_experts", config.get("num_local_experts"))
@@ -139,7 +143,12 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, *, overwrite: bool 
         out / "scratch-init", cfg.preset, tokenizer=str(data), seed=cfg.seed + 1, overrides=sizes
     )
     scratch, scratch_curve = _train(
-        scratch_init, data, out / "runs" / "scratch", extra, cfg, "scratch"
+        scratch_init,
+        data,
+        out / "runs" / "scratch",
+        cfg.scratch_over_extra * extra,
+        cfg,
+        "scratch",
     )
 
     print("[6/6] compare at equal extra FLOPs")
@@ -160,8 +169,10 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, *, overwrite: bool 
             "start_val_loss": grown_curve[0][1],
         },
         "scratch": {
-            "val_loss": scratch.val_loss,
-            "extra_flops": scratch.flops,
+            "val_loss": loss_at(scratch_curve, grown.flops),  # at the grown run's extra FLOPs
+            "extra_flops": grown.flops,
+            "end_val_loss": scratch.val_loss,
+            "end_flops": scratch.flops,
             "tokens": scratch.tokens,
         },
         "compute_multiplier": multiplier,
@@ -186,8 +197,10 @@ def render_table(s: dict) -> str:
         f"| base (sunk) | {s['base']['val_loss']:.4f} | {sunk:.3g} sunk ({sunk / fc:.2f} x F_c) |",
         f"| grown (depth x2, width x2) | {s['grown']['val_loss']:.4f} | "
         f"{s['grown']['extra_flops']:.3g} extra |",
-        f"| scratch (grown size) | {s['scratch']['val_loss']:.4f} | "
+        f"| scratch (grown size), same extra FLOPs | {s['scratch']['val_loss']:.4f} | "
         f"{s['scratch']['extra_flops']:.3g} extra |",
+        f"| scratch at the end of its run | {s['scratch']['end_val_loss']:.4f} | "
+        f"{s['scratch']['end_flops']:.3g} |",
     ]
     rows.append(f"\ncompute multiplier: {s['compute_multiplier_text']}")
     return "\n".join(rows)
