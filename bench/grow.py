@@ -15,10 +15,10 @@ by shard with ``safetensors`` (no model is instantiated) and cached in ``--workd
 Every command runs in a child process whose own peak RSS is measured by GNU time; its time
 includes a ``sync`` afterwards, so no run is credited for data still in the page cache. Before
 each run the page cache is dropped (when permitted) and the source is read once, so every run
-starts with the same warm source. A run during which the rest of the machine used over 10% of
-the CPUs is measured again (up to 3 times in all) and flagged if it stays distorted. With
-``--repeat N`` the commands run in N rounds and the medians are reported. Grown outputs are
-deleted after measuring unless ``--keep``.
+starts with the same warm source. Each run waits (up to 5 minutes) for the rest of the machine
+to be quiet; one during which it used over 10% of the CPUs anyway is measured again (up to 3
+times in all) and flagged if it stays distorted. With ``--repeat N`` the commands run in N
+rounds and the medians are reported. Grown outputs are deleted after measuring unless ``--keep``.
 
 mergekit is an optional benchmark dependency, installed in its own venv::
 
@@ -58,6 +58,7 @@ RSS_SLACK = GB // 2
 GROW_OPTIONS = ("--depth", "2", "--width", "2")
 OTHER_CPU_LIMIT = 0.1
 ATTEMPTS = 3
+QUIET_WAIT_LIMIT = 300.0
 GNU_TIME = "/usr/bin/time"
 
 
@@ -357,14 +358,28 @@ def measure_cp(src: Path, dest: Path, target: int, logs: Path) -> Run:
     return run
 
 
+def wait_until_quiet(limit: float = QUIET_WAIT_LIMIT) -> None:
+    """Wait (up to ``limit`` seconds) until the rest of the machine has used under
+    :data:`OTHER_CPU_LIMIT` of the CPUs for 5 seconds in a row."""
+    deadline = time.monotonic() + limit
+    quiet = 0
+    while quiet < 5 and time.monotonic() < deadline:
+        before = machine_cpu_seconds()
+        time.sleep(1)
+        busy = (machine_cpu_seconds() - before) / (os.cpu_count() or 1)
+        quiet = quiet + 1 if busy < OTHER_CPU_LIMIT else 0
+
+
 def uncontended(measure_once: Callable[[], Run]) -> Run:
-    """Measure; measure again (up to :data:`ATTEMPTS` times in all) while other work on the
-    machine distorts the measurement."""
+    """Measure once the machine is quiet; measure again (up to :data:`ATTEMPTS` times in all)
+    while other work on the machine distorts the measurement."""
+    wait_until_quiet()
     run = measure_once()
     for _ in range(ATTEMPTS - 1):
         if not run.contended:
             break
         print("  other work used the CPUs meanwhile: measuring again", flush=True)
+        wait_until_quiet()
         run = measure_once()
     return run
 

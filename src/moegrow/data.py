@@ -41,6 +41,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from moegrow.atomic import partial_dir, replace_dir
 from moegrow.card import sha256_file
 from moegrow.errors import MoegrowError
 
@@ -848,12 +849,11 @@ def prepare(
     key = _prepared_key(sources, tokenizer_path, vocab_size, val_fraction, seed)
     cached = cache_root / "prepared" / key
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.moegrow-partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = partial_dir(out)
     if (cached / MANIFEST_NAME).is_file():  # same sources and options: reuse the tokens
         try:
             shutil.copytree(cached, tmp)
-            _replace(tmp, out)
+            replace_dir(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -886,7 +886,7 @@ def prepare(
         )
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
         _store_prepared(tmp, cached)
-        _replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -946,16 +946,6 @@ def _write_splits(folder: Path, tokenizer, splits: dict[str, list[Document]], *,
         },
         "splits": entries,
     }
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    if out.exists() or out.is_symlink():
-        trash = out.parent / f".{out.name}.moegrow-old-{os.getpid()}"
-        out.rename(trash)
-        tmp.rename(out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        tmp.rename(out)
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moegrow import __version__
+from moegrow.atomic import partial_dir, replace_dir
 from moegrow.card import CARD_NAME, ledger_of, sha256_file, write_json
 from moegrow.checkpoint import CONFIG_NAME, INDEX_FILE, SINGLE_FILE, Checkpoint
 from moegrow.errors import GrowthError
@@ -83,8 +84,7 @@ def grow(
     with Checkpoint(src_path) as ckpt:
         plan = make_plan(ckpt, spec)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.name}.moegrow-partial-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = partial_dir(out)
         tmp.mkdir()
         try:
             with ThreadPoolExecutor(1) as pool:
@@ -96,7 +96,7 @@ def grow(
                     if f.name != CARD_NAME:
                         shutil.copy2(f, tmp / f.name)
                 write_json(tmp / CARD_NAME, growth_card(plan, hashes.result(), len(shards)))
-            _replace(tmp, out)
+            replace_dir(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -115,16 +115,6 @@ def _bound_malloc_retention() -> None:
         libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         pass  # not glibc: nothing to tune
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    if out.exists():
-        trash = out.parent / f".{out.name}.moegrow-old-{os.getpid()}"
-        out.rename(trash)
-        tmp.rename(out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        tmp.rename(out)
 
 
 def _hash_sources(ckpt: Checkpoint) -> dict[str, str]:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from moegrow.atomic import partial_dir, replace_dir
 from moegrow.card import CARD_NAME, write_json
 from moegrow.errors import MoegrowError
 
@@ -280,24 +281,14 @@ def init_checkpoint(
         )
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.moegrow-partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = partial_dir(out)
     try:
         _write(tmp, config, seed, config_only)
         if tok is not None:
             tok.save_pretrained(tmp)
         card = _init_card(preset, router, norm, seed, overrides, tokenizer, config_only, counts)
         write_json(tmp / CARD_NAME, card)
-        if out.exists():  # overwrite: swap in the new folder, then delete the old one
-            trash = out.parent / f".{out.name}.moegrow-old-{os.getpid()}"
-            out.rename(trash)
-            tmp.rename(out)
-            if trash.is_dir():
-                shutil.rmtree(trash)
-            else:
-                trash.unlink()
-        else:
-            tmp.rename(out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
