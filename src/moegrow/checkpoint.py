@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -173,10 +172,6 @@ class Checkpoint:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    @cached_property
-    def total_bytes(self) -> int:
-        return sum(t.nbytes for t in self.tensors.values())
 
     def other_files(self) -> list[Path]:
         """Files of the folder that are not weights, index or config (tokenizer, generation

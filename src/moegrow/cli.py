@@ -135,7 +135,8 @@ def cmd_verify(a: argparse.Namespace) -> int:
         print(f"KL(source || grown)  {r.kl:.3e}")
         print(f"expected             {expectation[r.expected_exact]}")
         if r.expected_exact:
-            verdict = "exact" if r.ok else f"NOT exact (tolerance {r.tolerance:g})"
+            verdict = "exact" if r.ok else "NOT exact"
+            verdict += f" (tolerance {r.tolerance:.2g}: 1e-5 x max(1, max |logit|))"
             print(f"result               {verdict}")
     return 0 if r.ok else EXIT_NOT_EXACT
 

@@ -50,7 +50,6 @@ TOKENIZER_DIR = "tokenizer"
 FORMAT = "moegrow-tokens"
 FORMAT_VERSION = 1
 EOS_TOKEN = "<|endoftext|>"
-SPLITS = ("train", "val")
 SHARD_TOKENS = 1 << 27  # 256 MiB of uint16 per shard: few files, each far below 2 GiB limits
 MIN_VOCAB = 258  # 256 byte symbols + EOS + at least one merge
 TEXT_SUFFIXES = (".txt", ".jsonl")

@@ -22,7 +22,7 @@ from moegrow.card import CARD_NAME, ledger_of, sha256_file, write_json
 from moegrow.checkpoint import CONFIG_NAME, INDEX_FILE, SINGLE_FILE, Checkpoint
 from moegrow.errors import GrowthError
 from moegrow.flops import param_stats
-from moegrow.operators import PartJobs, run_jobs
+from moegrow.operators import COMPUTE_THREADS, PartJobs, run_jobs
 from moegrow.plan import OutTensor, Plan, assign_shards, make_plan
 from moegrow.safetensors_io import StreamingShardWriter
 from moegrow.spec import GrowthSpec
@@ -137,7 +137,7 @@ def _write_shards(
     bar = tqdm(total=plan.bytes_out, unit="B", unit_scale=True, desc="grow", disable=not progress)
     part_jobs = PartJobs(ckpt, plan.spec.noise, plan.spec.seed)
     weight_map = {}
-    with bar, ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+    with bar, ThreadPoolExecutor(COMPUTE_THREADS) as pool:
         for shard_name, tensors in zip(names, shards):
             entries = [(t.name, t.dtype, t.shape) for t in tensors]
             writer = StreamingShardWriter(folder / shard_name, entries, {"format": "pt"})

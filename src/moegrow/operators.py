@@ -15,6 +15,7 @@ the bytes do not depend on the order or the parallelism in which chunks are comp
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -39,6 +40,8 @@ from moegrow.safetensors_io import (
 CHUNK_ELEMENTS = 1 << 22
 #: Compute chunks in flight ahead of the writer (bounds memory: a few chunks per worker).
 WINDOW = 6
+#: Threads computing chunks (torch kernels and pread release the GIL).
+COMPUTE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)

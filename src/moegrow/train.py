@@ -15,7 +15,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -87,7 +87,6 @@ class TrainOptions:
     tensorboard: bool = False
     device: str = "auto"
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
     def check(self) -> None:
         if (self.tokens is None) == (self.flops is None):

@@ -17,7 +17,10 @@ from moegrow.errors import MoegrowError
 from moegrow.families import family_for
 from moegrow.flops import param_stats
 
-#: Largest |delta logits| (float32) accepted for a growth that is meant to be exact.
+#: Largest |delta logits| (float32) accepted for a growth that is meant to be exact, relative to
+#: the largest |logit| when that exceeds 1: duplicated experts sum their halves in another
+#: order, and float32 rounding grows with the magnitude of what is summed (a trained tiny model
+#: with logits up to ~15 shows |delta| ~1e-5 with KL ~2e-8).
 EXACT_TOLERANCE = 1e-5
 
 
@@ -107,4 +110,5 @@ def verify(
     diff = (out - ref).abs().max().item()
     logp, logq = ref.log_softmax(-1), out.log_softmax(-1)
     kl = (logp.exp() * (logp - logq)).sum(-1).mean().item()
-    return VerifyResult(diff, kl, expected_exact, tolerance)
+    scale = max(1.0, ref.abs().max().item())
+    return VerifyResult(diff, kl, expected_exact, tolerance * scale)
