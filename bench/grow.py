@@ -509,8 +509,18 @@ def print_table(runs: dict[str, Run], results: list[Check], largest: int) -> Non
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     default_mk = REPO / ".bench-venv" / "bin" / "python"
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--workdir", type=Path, default=REPO / ".bench-cache")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="mixtral-8x7b")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO / ".bench-cache",
+        help="cached source, outputs, logs and grow_bench.json (default: .bench-cache)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="mixtral-8x7b",
+        help="model shapes (mixtral-tiny: a seconds-long check of this script)",
+    )
     p.add_argument("--size-gb", type=float, default=4.5, help="smallest source size (GB)")
     p.add_argument("--layers", type=int, help="source layers (default: enough for --size-gb)")
     p.add_argument("--shard-gb", type=float, default=2.0, help="source shard size (GB)")
@@ -520,8 +530,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=default_mk if default_mk.exists() else None,
         help="python of a venv with mergekit (default: .bench-venv/bin/python if present)",
     )
-    p.add_argument("--skip-mergekit", action="store_true")
-    p.add_argument("--repeat", type=int, default=1, help="runs of each command; median shown")
+    p.add_argument("--skip-mergekit", action="store_true", help="no mergekit comparison")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="rounds of measurements; medians are reported"
+    )
     p.add_argument("--keep", action="store_true", help="keep the grown checkpoints")
     return p.parse_args(argv)
 
