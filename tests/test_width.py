@@ -146,6 +146,45 @@ def test_random_router_and_keep_top_k(tiny, tmp_path):
     assert cfg["num_experts_per_tok"] == src_cfg["num_experts_per_tok"]
 
 
+@pytest.mark.parametrize("family", ["mixtral", "gpt_oss"])
+def test_random_experts_are_freshly_initialised(tiny, tmp_path, family):
+    """--experts random: originals untouched, new experts N(0, initializer_range^2), biases 0."""
+    per_expert, fused, router = NOISE_CASES[family]
+    src = tiny(family, num_layers=2, moe_intermediate_size=96, intermediate_size=96)
+    result = grow(src, tmp_path / "out", GrowthSpec(width=2, experts="random"), progress=False)
+    assert not result.plan.exact
+    init_std = json.loads((src / "config.json").read_text()).get("initializer_range", 0.02)
+    before, after = read_tensors(src), read_tensors(tmp_path / "out")
+    e = before[f"model.layers.0.{router}"].shape[0]
+    p = "model.layers.1."
+    new = [after[p + t.format(e=k + e)] for t in per_expert for k in range(e)]
+    for t in per_expert:
+        assert all(after[p + t.format(e=k)].equal(before[p + t.format(e=k)]) for k in range(e))
+    for name in fused:
+        assert after[p + name][:e].equal(before[p + name])
+        if name.endswith("bias"):
+            assert not after[p + name][e:].any()
+        else:
+            new.append(after[p + name][e:])
+    values = torch.cat([t.float().flatten() for t in new])
+    assert abs(values.mean().item()) < 0.1 * init_std
+    assert 0.95 < values.std().item() / init_std < 1.05
+    # the router rows are still copies (with the default noise): --router is separate
+    assert after[p + router][:e].equal(before[p + router])
+
+
+def test_top_k_alone_changes_only_the_config(tiny, tmp_path, run_cli):
+    src = tiny("qwen3_moe", num_layers=2)
+    code, out, _ = run_cli("grow", str(src), str(tmp_path / "out"), "--top-k", "4", "--quiet")
+    assert code == 0
+    before, after = read_tensors(src), read_tensors(tmp_path / "out")
+    assert before.keys() == after.keys() and all(before[k].equal(after[k]) for k in before)
+    cfg = json.loads((tmp_path / "out" / "config.json").read_text())
+    src_cfg = json.loads((src / "config.json").read_text())
+    assert cfg["num_experts_per_tok"] == 4 != src_cfg["num_experts_per_tok"]
+    assert cfg.get("num_experts") == src_cfg.get("num_experts")
+
+
 def test_balance_bias_copied_exactly_and_groups_scaled(tiny, tmp_path):
     src = tiny("deepseek_v3", num_layers=2)
     grow(src, tmp_path / "out", GrowthSpec(width=2, noise=0.01), progress=False)

@@ -9,6 +9,7 @@ import sys
 
 from moegrow import __version__
 from moegrow.errors import MoegrowError
+from moegrow.repro import ALL, NAMES
 from moegrow.spec import GrowthSpec, parse_factor, parse_layer_map, parse_top_k
 
 EXIT_BAD_INPUT = 2
@@ -65,12 +66,22 @@ def _growth_options(p: argparse.ArgumentParser) -> None:
         default="copy",
         help="copy router rows (default) or give new experts N(0, 0.02^2) rows and zero biases",
     )
+    w.add_argument(
+        "--experts",
+        choices=("copy", "random"),
+        default="copy",
+        help="new experts copy their originals (default) or are freshly initialised "
+        "(N(0, initializer_range^2), zero biases): the random-experts baseline",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
 
 
 def spec_from_args(a: argparse.Namespace) -> GrowthSpec:
-    if a.depth is None and a.width is None and a.layer_map is None:
-        raise MoegrowError("nothing to grow: give --depth K, --width M and/or --layer-map")
+    top_k_only = a.top_k not in ("scale", "keep")
+    if a.depth is None and a.width is None and a.layer_map is None and not top_k_only:
+        raise MoegrowError(
+            "nothing to grow: give --depth K, --width M, --layer-map and/or --top-k N"
+        )
     return GrowthSpec(
         depth=parse_factor("--depth", a.depth) if a.depth is not None else 1,
         depth_method=a.depth_method,
@@ -83,6 +94,7 @@ def spec_from_args(a: argparse.Namespace) -> GrowthSpec:
         noise=a.noise,
         expert_order=a.expert_order,
         router=a.router,
+        experts=a.experts,
         seed=a.seed,
     )
 
@@ -192,6 +204,13 @@ def cmd_demo(a: argparse.Namespace) -> int:
     from moegrow.demo import DemoConfig, run_demo
 
     run_demo(a.out, DemoConfig(seed=a.seed, texts=a.text), overwrite=a.overwrite)
+    return 0
+
+
+def cmd_repro(a: argparse.Namespace) -> int:
+    from moegrow.repro.runner import run_repro
+
+    run_repro(a.experiment, a.scale, out=a.out, seeds=a.seeds, texts=a.text, device=a.device)
     return 0
 
 
@@ -481,6 +500,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "repro",
+        help="reproduce the paper's findings at small scale (resumable, cached runs)",
+        description="Experiments: " + ", ".join(NAMES) + f"; or {ALL}.",
+    )
+    p.add_argument("experiment", choices=[*NAMES, ALL])
+    p.add_argument("--scale", choices=["micro", "small"], default="micro")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        help="seeds per setting (default: 3 for depth-method and noise, else 1)",
+    )
+    p.add_argument("--out", default="moegrow-repro", help="output folder (default moegrow-repro)")
+    p.add_argument(
+        "--text", action="append", metavar="PATH/GLOB", help="corpus (default: built-in)"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=cmd_repro)
     return parser
 
 

@@ -247,9 +247,12 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
         edit_width(editor, family, spec.width, rules.new_top_k, scale_groups=rules.scale_groups)
         not_exact += rules.reasons
         notes += rules.notes
+        if spec.experts == "random" and spec.width > 1:
+            not_exact.append("new experts are freshly initialised (--experts random)")
         expert_map = build_expert_map(rules.num_experts, spec.width, spec.expert_order)
 
-    builder = _TensorBuilder(family, spec, rules, expert_map)
+    init_std = float(cfg.get("initializer_range") or RANDOM_ROUTER_STD)
+    builder = _TensorBuilder(family, spec, rules, expert_map, init_std)
     out: list[OutTensor] = []
     for info in sorted(globals_, key=lambda t: (not _is_input_side(t.name), t.name)):
         out.append(OutTensor(info.name, info.dtype, info.shape, [Part(info.name)]))
@@ -294,12 +297,14 @@ def _is_input_side(name: str) -> bool:
 class _TensorBuilder:
     """Makes the output tensors of one layer."""
 
-    def __init__(self, family, spec, rules, expert_map):
+    def __init__(self, family, spec, rules, expert_map, init_std: float):
         self.family: Family = family
         self.spec: GrowthSpec = spec
         self.rules: WidthRules | None = rules
         self.expert_map: list[tuple[int, bool]] | None = expert_map
         self.prefix = family.layer_prefix
+        self.init_std = init_std
+        """std of freshly initialised experts (``--experts random``)."""
 
     def layer(self, tensors: dict[str, TensorInfo], j: int, *, is_copy: bool) -> list[OutTensor]:
         out = []
@@ -324,6 +329,21 @@ class _TensorBuilder:
                 "dequantising it; pass --noise 0 to duplicate quantised experts exactly"
             )
         return "noise"
+
+    def _random_expert(self, info: TensorInfo) -> bool:
+        if self.spec.experts != "random":
+            return False
+        if info.dtype not in FLOAT_DTYPES:
+            raise GrowthError(
+                f"tensor {info.name!r} is {info.dtype} (quantised): --experts random cannot "
+                "initialise quantised experts; dequantise the checkpoint first"
+            )
+        return True
+
+    def _fresh(self, rest: str, rows: int) -> Part:
+        """Rows of a freshly initialised expert: normal weights, zero biases (as at init)."""
+        std = 0.0 if rest.endswith("bias") else self.init_std
+        return Part(None, op="random", std=std, rows=rows)
 
     def _down_scale(self, rest: str, tensors: dict[str, TensorInfo]) -> float:
         """Scale for an expert tensor: 1/M on down-projections where the router needs it; on
@@ -351,9 +371,15 @@ class _TensorBuilder:
         for new_e, (src_e, copy) in enumerate(self.expert_map):
             if src_e != e:
                 continue
-            op = "zero" if zero else (self._noise_op(info, rest) if copy else "copy")
             name = f"{self.prefix}{j}.{self.family.expert_name(rest, e, new_e)}"
-            part = Part(info.name, op=op, scale=scale, rows=info.shape[0] if info.shape else 1)
+            rows = info.shape[0] if info.shape else 1
+            if copy and not zero and self._random_expert(info):
+                out.append(
+                    OutTensor(name, info.dtype, info.shape, [self._fresh(rest, rows)], "expert")
+                )
+                continue
+            op = "zero" if zero else (self._noise_op(info, rest) if copy else "copy")
+            part = Part(info.name, op=op, scale=scale, rows=rows)
             out.append(OutTensor(name, info.dtype, info.shape, [part], role="expert"))
         return out
 
@@ -375,6 +401,9 @@ class _TensorBuilder:
                 if self.spec.router == "random" and role in ("router", "router_bias"):
                     std = RANDOM_ROUTER_STD if role == "router" else 0.0
                     parts.append(Part(None, op="random", std=std, rows=1))
+                    continue
+                if role == "fused" and self._random_expert(info):
+                    parts.append(self._fresh(rest, 1))
                     continue
                 op = self._noise_op(info, rest)
                 sigma = "part" if role == "fused" else "source"

@@ -9,6 +9,7 @@ from moegrow.errors import GrowthError
 DEPTH_METHODS = ("interpose", "stack")
 EXPERT_ORDERS = ("append", "interleave")
 ROUTER_INITS = ("copy", "random")
+EXPERT_INITS = ("copy", "random")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class GrowthSpec:
     """Relative noise on copied experts and router rows: std = noise x the copied tensor's std."""
     expert_order: str = "append"
     """``append``: copy of expert i is expert E+i; ``interleave``: copies follow their original."""
+    experts: str = "copy"
+    """``copy``: new experts copy their originals (plus noise); ``random``: new experts freshly
+    initialised, N(0, initializer_range^2) like the model's own init (the paper's random-experts
+    baseline)."""
     router: str = "copy"
     """``copy``: copied router rows (+ noise); ``random``: N(0, 0.02^2) rows and zero biases for
     the new experts."""
@@ -53,6 +58,7 @@ class GrowthSpec:
         _check_choice("--depth-method", self.depth_method, DEPTH_METHODS)
         _check_choice("--expert-order", self.expert_order, EXPERT_ORDERS)
         _check_choice("--router", self.router, ROUTER_INITS)
+        _check_choice("--experts", self.experts, EXPERT_INITS)
         if isinstance(self.top_k, str):
             _check_choice("--top-k", self.top_k, ("scale", "keep"))
         else:
@@ -71,7 +77,8 @@ class GrowthSpec:
 
     @property
     def grows_width(self) -> bool:
-        return self.width > 1
+        """Experts multiplied, or only top-k changed (an explicit ``--top-k`` at width 1)."""
+        return self.width > 1 or not isinstance(self.top_k, str)
 
     def to_json(self) -> dict:
         d = asdict(self)

@@ -1,0 +1,215 @@
+"""Measurements the experiments make beyond losses: stability after growth, how far expert
+copies drift from their originals, cosines between models and between optimizer moments."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+#: Training steps after growth in which the loss spike is looked for.
+SPIKE_WINDOW = 20
+#: Steps of the running mean that smooths the training loss (single batches are noisy).
+SMOOTH = 5
+
+
+def _running_means(losses: Sequence[float]) -> list[tuple[int, float]]:
+    """(step, mean of the :data:`SMOOTH` losses up to that step), steps counted from 1."""
+    return [
+        (step, sum(losses[step - SMOOTH : step]) / SMOOTH)
+        for step in range(SMOOTH, len(losses) + 1)
+    ]
+
+
+def loss_spike(train_losses: Sequence[float], level: float) -> float:
+    """Highest smoothed training loss in the first :data:`SPIKE_WINDOW` steps after growth,
+    above ``level`` (the source model's training-loss level just before growth)."""
+    early = [m for step, m in _running_means(train_losses) if step <= SPIKE_WINDOW]
+    return max(early) - level
+
+
+def recovery_steps(train_losses: Sequence[float], level: float) -> int | None:
+    """First step at which the smoothed training loss is back at ``level`` (None if never;
+    :data:`SMOOTH` at the earliest)."""
+    for step, mean in _running_means(train_losses):
+        if mean <= level:
+            return step
+    return None
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double().flatten(), b.double().flatten()
+    denom = a.norm() * b.norm()
+    return float(a @ b / denom) if denom > 0 else float("nan")
+
+
+def _tensors(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint folder (tiny models: read whole, never unpickled)."""
+    from moegrow.checkpoint import Checkpoint
+    from moegrow.safetensors_io import to_torch
+
+    with Checkpoint(folder) as ckpt:
+        return {
+            name: to_torch(ckpt.read_bytes(name), info.dtype).reshape(info.shape).clone()
+            for name, info in ckpt.tensors.items()
+        }
+
+
+def weight_cosine(a: Path, b: Path) -> dict:
+    """Cosine between two checkpoints of the same shapes: over all weights at once, and the
+    mean over tensors."""
+    ta, tb = _tensors(a), _tensors(b)
+    if ta.keys() != tb.keys():
+        raise ValueError(f"{a} and {b} do not have the same tensors")
+    dot = na = nb = 0.0
+    per = []
+    for name in sorted(ta):
+        x, y = ta[name].double(), tb[name].double()
+        dot += float((x * y).sum())
+        na += float((x * x).sum())
+        nb += float((y * y).sum())
+        per.append(cosine(x, y))
+    return {"global": dot / math.sqrt(na * nb), "mean_per_tensor": sum(per) / len(per)}
+
+
+def expert_divergence(folder: Path, num_original: int) -> dict:
+    """How far width copies (expert ``E + i``, appended) have moved from their originals
+    ``i``: per layer, the mean cosine between a copy's and its original's weights (all its
+    matrices together) and between their router rows."""
+    from moegrow.checkpoint import Checkpoint
+    from moegrow.families import family_for
+    from moegrow.plan import split_layers
+    from moegrow.safetensors_io import to_torch
+
+    weights, rows = [], []
+    with Checkpoint(folder) as ckpt:
+        family = family_for(ckpt.config)
+        _, layers = split_layers(ckpt, family)
+        for i in sorted(layers):
+            experts: dict[int, list[torch.Tensor]] = {}
+            router = None
+            for rest, info in sorted(layers[i].items()):
+                role, e = family.classify(rest)
+                if role not in ("expert", "fused", "router"):
+                    continue
+                x = to_torch(ckpt.read_bytes(info.name), info.dtype).reshape(info.shape)
+                if role == "expert":
+                    experts.setdefault(e, []).append(x.flatten())  # type: ignore[arg-type]
+                elif role == "fused":
+                    for k in range(info.shape[0]):
+                        experts.setdefault(k, []).append(x[k].flatten())
+                else:
+                    router = x
+            if len(experts) < 2 * num_original:
+                continue
+            flat = {e: torch.cat(v) for e, v in experts.items()}
+            pairs = range(num_original)
+            weights.append(sum(cosine(flat[e], flat[e + num_original]) for e in pairs) / len(pairs))
+            if router is not None:
+                rows.append(
+                    sum(cosine(router[e], router[e + num_original]) for e in pairs) / len(pairs)
+                )
+    return {
+        "copy_weight_cosine": sum(weights) / len(weights) if weights else float("nan"),
+        "copy_router_cosine": sum(rows) / len(rows) if rows else float("nan"),
+        "per_layer_weight_cosine": weights,
+    }
+
+
+@torch.no_grad()
+def co_selection(folder: Path, data: Path, num_original: int, seq_len: int, tokens: int) -> float:
+    """Over validation tokens, of the tokens routed to an original expert ``i`` or its copy
+    ``E + i``, the fraction routed to both (1 = the copy routes exactly like its original; the
+    copies have not specialised), averaged over pairs and layers."""
+    from moegrow.checkpoint import Checkpoint
+    from moegrow.data import TokenData
+    from moegrow.evaluate import eval_windows
+    from moegrow.loading import load_model
+    from moegrow.router_stats import (
+        RouterCapture,
+        expert_bias_buffers,
+        router_kind,
+        selection_scores,
+    )
+
+    with Checkpoint(folder) as ckpt:
+        config = ckpt.config
+    kind = router_kind(config)
+    if kind is None:
+        raise ValueError(f"{folder}: no router")
+    model = load_model(folder, torch.device("cpu"))
+    model.eval()
+    biases = expert_bias_buffers(model, config)
+    capture = RouterCapture(model)
+    split = TokenData(data).split("val")
+    both = torch.zeros(0)
+    either = torch.zeros(0)
+    for starts in eval_windows(len(split), seq_len, tokens, 8):
+        rows = torch.stack([torch.from_numpy(split.window(s, seq_len)) for s in starts]).long()
+        model(input_ids=rows, use_cache=False)
+        for layer, logits in enumerate(capture.take()):
+            bias = biases[layer] if layer < len(biases) else None
+            scores = selection_scores(logits.reshape(-1, kind.num_experts), kind, bias)
+            chosen = torch.zeros_like(scores, dtype=torch.bool)
+            chosen.scatter_(1, scores.topk(kind.top_k, dim=-1).indices, True)
+            orig, copy = chosen[:, :num_original], chosen[:, num_original : 2 * num_original]
+            b = (orig & copy).sum(0).double()
+            e = (orig | copy).sum(0).double()
+            if both.numel() == 0:
+                both = torch.zeros(len(capture.handles), num_original, dtype=torch.float64)
+                either = torch.zeros_like(both)
+            both[layer] += b
+            either[layer] += e
+    used = either > 0
+    return float((both[used] / either[used]).mean()) if bool(used.any()) else float("nan")
+
+
+_LAYER = re.compile(r"(^|\.)layers\.(\d+)\.")
+
+
+def moment_cosine(
+    depth_ckpt: Path, width_ckpt: Path, depth_source_layer: Callable[[int], int]
+) -> dict:
+    """Cosine between the Adam first moments (``exp_avg``) of a depth-grown run and a
+    width-grown run of the same base, on the parameters both derive from the same source
+    tensor: embeddings, final norm, head and, for every depth layer ``j``, the width model's
+    layer ``depth_source_layer(j)``. Width-grown tensors with copies appended on axis 0
+    (experts, router rows) are compared on their original rows only."""
+    from safetensors.torch import load_file
+
+    from moegrow.train_state import OPTIMIZER_FILE, SEP
+
+    def moments(folder: Path) -> dict[str, torch.Tensor]:
+        state = load_file(folder / OPTIMIZER_FILE)
+        return {k.split(SEP)[0]: v for k, v in state.items() if k.endswith(f"{SEP}exp_avg")}
+
+    depth, width = moments(depth_ckpt), moments(width_ckpt)
+    per, dot, nd, nw = [], 0.0, 0.0, 0.0
+    for name, d in depth.items():
+        m = _LAYER.search(name)
+        other = name
+        if m:
+            j = int(m.group(2))
+            other = name[: m.start(2)] + str(depth_source_layer(j)) + name[m.end(2) :]
+        w = width.get(other)
+        if w is None:
+            continue
+        if w.shape != d.shape:
+            if w.shape[1:] != d.shape[1:] or w.shape[0] % d.shape[0]:
+                continue
+            w = w[: d.shape[0]]
+        per.append(abs(cosine(d, w)))
+        dot += float((d.double() * w.double()).sum())
+        nd += float(d.double().square().sum())
+        nw += float(w.double().square().sum())
+    if not per:
+        raise ValueError(f"{depth_ckpt} and {width_ckpt}: no shared parameters")
+    return {
+        "global": dot / math.sqrt(nd * nw),
+        "mean_abs_per_tensor": sum(per) / len(per),
+        "max_abs_per_tensor": max(per),
+        "tensors": len(per),
+    }

@@ -1,0 +1,694 @@
+"""The seven experiments of ``moegrow repro`` (PAPER.md, "Results to reproduce").
+
+Each experiment asks the :class:`~moegrow.repro.runs.RunStore` for the runs it needs (cached and
+shared between experiments) and returns an :class:`Outcome`: rows for its CSV, summary tables,
+plots and the paper's finding to set them beside. Final losses are compared at equal extra FLOPs
+(each run's validation-loss curve interpolated at the budget), never at equal steps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from moegrow.repro.analysis import (
+    co_selection,
+    expert_divergence,
+    loss_spike,
+    moment_cosine,
+    recovery_steps,
+    weight_cosine,
+)
+from moegrow.repro.runs import RunResult, RunStore
+from moegrow.repro.stats import fmt_mean_std, mean_std, pearson, spearman
+from moegrow.spec import GrowthSpec
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list]
+
+
+@dataclass
+class Plot:
+    """``kind``: ``curves`` (label -> [(x, y)]), ``profiles`` (label -> [norm by layer]) or
+    ``scatter`` (label -> [(x, y)])."""
+
+    filename: str
+    kind: str
+    title: str
+    series: dict[str, list]
+    xlabel: str = ""
+    ylabel: str = ""
+
+
+@dataclass
+class Outcome:
+    name: str
+    title: str
+    paper: str
+    rows: list[dict] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    plots: list[Plot] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _fc(store: RunStore, flops: float) -> float:
+    return flops / store.chinchilla_flops
+
+
+def _config(folder: Path) -> dict:
+    return json.loads((folder / "config.json").read_text())
+
+
+def _router(folder: Path):
+    """The model's router kind (expert count and top-k under whatever keys it uses)."""
+    from moegrow.router_stats import router_kind
+
+    return router_kind(_config(folder))
+
+
+def _mean_curve(runs: list[RunResult], fc: float) -> list[tuple[float, float]]:
+    """Mean over seeds of the runs' curves, on the first run's evaluation points (x in F_c)."""
+    from moegrow.curves import loss_at
+
+    xs = [x for x, _ in runs[0].curve]
+    out = []
+    for x in xs:
+        ys = [loss_at(r.curve, x) for r in runs]
+        if all(y is not None for y in ys):
+            out.append((x / fc, sum(ys) / len(ys)))  # type: ignore[arg-type]
+    return out
+
+
+def _profile(folder: Path) -> list[float]:
+    from moegrow.checkpoint import Checkpoint
+    from moegrow.families import family_for
+    from moegrow.norms import norm_profile
+
+    with Checkpoint(folder) as ckpt:
+        return [p.value for p in norm_profile(ckpt, family_for(ckpt.config))]
+
+
+def _loss_curves(filename: str, title: str, curves: dict[str, list]) -> Plot:
+    return Plot(filename, "curves", title, curves, "extra FLOPs / F_c", "validation loss")
+
+
+def _seeded(store: RunStore, parent, spec: GrowthSpec, extra_fc: float, seeds, label: str):
+    """One grown run per seed."""
+    return [store.grown(parent, spec, extra_fc, seed, f"{label}, seed {seed}") for seed in seeds]
+
+
+def _gap_row(label: str, worse: list[float], better: list[float]) -> list:
+    """Mean difference worse - better with the spread of that difference over seeds."""
+    diffs = [w - b for w, b in zip(worse, better)]
+    mean, std = mean_std(diffs)
+    wins = sum(d > 0 for d in diffs)
+    return [label, f"{mean:+.4f}", f"{std:.4f}", f"{wins}/{len(diffs)}"]
+
+
+# -- 1 -------------------------------------------------------------------------------------------
+
+
+def depth_method(store: RunStore, seeds: list[int]) -> Outcome:
+    s = store.scale
+    out = Outcome(
+        "depth-method",
+        "Depth growth: stack vs interposition",
+        "Interposition beats stacking once the base is trained past ~1 x F_c (similar before); "
+        "the gap widens with k = 4. Stacking breaks the increasing per-layer norm profile.",
+    )
+    summary, gaps, curves = [], [], {}
+    profiles: dict[str, dict[str, list[float]]] = {}
+    for point in (s.early, s.late):
+        base = store.base(point)
+        tag = f"base {point:g} x F_c"
+        profiles[tag] = {"base": _profile(base.path)}
+        for k in (2, 4):
+            losses = {}
+            for method in ("stack", "interpose"):
+                runs = _seeded(
+                    store,
+                    base,
+                    GrowthSpec(depth=k, depth_method=method),
+                    s.extra_fc,
+                    seeds,
+                    f"[depth-method] {method} k={k} from {tag}",
+                )
+                losses[method] = [r.loss_at_budget for r in runs]
+                for seed, r in zip(seeds, runs):
+                    out.rows.append(
+                        {
+                            "base_fc": point,
+                            "sunk_flops": r.sunk_flops,
+                            "k": k,
+                            "method": method,
+                            "seed": seed,
+                            "start_val_loss": r.start_val_loss,
+                            "extra_flops": r.extra_flops,
+                            "val_loss_at_budget": r.loss_at_budget,
+                        }
+                    )
+                summary.append(
+                    [
+                        f"{point:g}",
+                        k,
+                        method,
+                        fmt_mean_std([r.start_val_loss for r in runs]),
+                        fmt_mean_std(losses[method]),
+                    ]
+                )
+                curves[f"{tag}, k={k}, {method}"] = _mean_curve(runs, store.chinchilla_flops)
+                profiles[tag][f"k={k} {method} (trained)"] = _profile(runs[0].final)
+            gaps.append(_gap_row(f"{tag}, k={k}", losses["stack"], losses["interpose"]))
+    out.tables.append(
+        Table(
+            f"Validation loss at {s.extra_fc:g} x F_c extra FLOPs (mean ± std over "
+            f"{len(seeds)} seeds)",
+            ["base (x F_c)", "k", "method", "loss right after growth", "loss at budget"],
+            summary,
+        )
+    )
+    out.tables.append(
+        Table(
+            "Stack minus interposition (positive: interposition better)",
+            ["setting", "mean gap", "std of gap", "seeds where interposition wins"],
+            gaps,
+        )
+    )
+    out.plots.append(
+        _loss_curves(
+            "depth-method-curves.png",
+            "validation loss after depth growth (mean over seeds)",
+            curves,
+        )
+    )
+    for tag, series in profiles.items():
+        out.plots.append(
+            Plot(
+                f"depth-method-norms-{tag.split()[1]}fc.png",
+                "profiles",
+                f"expert weight-norm profile, {tag} (grown models after training, seed {seeds[0]})",
+                series,
+                "relative depth",
+                "mean expert weight RMS",
+            )
+        )
+    return out
+
+
+# -- 2 -------------------------------------------------------------------------------------------
+
+NOISE_LEVELS = (0.0, 0.001, 0.01, 0.1, 1.0)
+
+
+def noise(store: RunStore, seeds: list[int]) -> Outcome:
+    s = store.scale
+    out = Outcome(
+        "noise",
+        "Width growth: noise on the copied experts",
+        "alpha = 0.01 > alpha = 0 > large alpha > random new experts (alpha = 0.01 gave about "
+        "+1 accuracy point over 0 at 3B; exact copies get identical gradients).",
+    )
+    base = store.base(s.late)
+    e = _router(base.path).num_experts
+    variants = [(f"alpha={a:g}", GrowthSpec(width=2, noise=a)) for a in NOISE_LEVELS]
+    variants.append(("random new experts", GrowthSpec(width=2, experts="random", router="random")))
+    summary, curves, final = [], {}, {}
+    for label, spec in variants:
+        runs = _seeded(store, base, spec, s.extra_fc, seeds, f"[noise] {label}")
+        div = [expert_divergence(r.final, e) for r in runs]
+        co = [co_selection(r.final, store.data, e, s.seq_len, s.eval_tokens // 2) for r in runs]
+        for seed, r, d, c in zip(seeds, runs, div, co):
+            out.rows.append(
+                {
+                    "variant": label,
+                    "seed": seed,
+                    "start_val_loss": r.start_val_loss,
+                    "extra_flops": r.extra_flops,
+                    "val_loss_at_budget": r.loss_at_budget,
+                    "copy_weight_cosine": d["copy_weight_cosine"],
+                    "copy_router_cosine": d["copy_router_cosine"],
+                    "co_selection": c,
+                }
+            )
+        final[label] = [r.loss_at_budget for r in runs]
+        summary.append(
+            [
+                label,
+                fmt_mean_std([r.start_val_loss for r in runs]),
+                fmt_mean_std(final[label]),
+                fmt_mean_std([d["copy_weight_cosine"] for d in div]),
+                fmt_mean_std([d["copy_router_cosine"] for d in div]),
+                fmt_mean_std(co, 3),
+            ]
+        )
+        curves[label] = _mean_curve(runs, store.chinchilla_flops)
+    out.tables.append(
+        Table(
+            f"Width x2 (experts and top-k) from the {s.late:g} x F_c base, {s.extra_fc:g} x F_c "
+            f"extra (mean ± std over {len(seeds)} seeds); specialisation measured after training",
+            [
+                "new experts",
+                "loss right after growth",
+                "loss at budget",
+                "copy/original weight cosine",
+                "copy/original router-row cosine",
+                "co-selection (both chosen / either chosen)",
+            ],
+            summary,
+        )
+    )
+    ref = final["alpha=0.01"]
+    out.tables.append(
+        Table(
+            "Each variant minus alpha = 0.01 (positive: alpha = 0.01 better)",
+            ["variant", "mean gap", "std of gap", "seeds where alpha = 0.01 wins"],
+            [_gap_row(k, v, ref) for k, v in final.items() if k != "alpha=0.01"],
+        )
+    )
+    out.plots.append(
+        _loss_curves(
+            "noise-curves.png", "validation loss after width growth (mean over seeds)", curves
+        )
+    )
+    return out
+
+
+# -- 3 -------------------------------------------------------------------------------------------
+
+
+def routing(store: RunStore, seeds: list[int]) -> Outcome:
+    s = store.scale
+    out = Outcome(
+        "routing",
+        "Width growth: doubling experts and top-k",
+        "Doubling E and k together > E only > (eventually) k only; k only is competitive early "
+        "but converges slower.",
+    )
+    base = store.base(s.late)
+    k = _router(base.path).top_k
+    variants = [
+        ("E x2 and k x2", GrowthSpec(width=2, top_k="scale")),
+        ("E x2 only", GrowthSpec(width=2, top_k="keep")),
+        ("k x2 only", GrowthSpec(width=1, top_k=2 * k)),
+    ]
+    summary, curves = [], {}
+    for label, spec in variants:
+        runs = _seeded(store, base, spec, s.extra_fc, seeds, f"[routing] {label}")
+        for seed, r in zip(seeds, runs):
+            out.rows.append(
+                {
+                    "variant": label,
+                    "seed": seed,
+                    "start_val_loss": r.start_val_loss,
+                    "extra_flops": r.extra_flops,
+                    "val_loss_at_budget": r.loss_at_budget,
+                    "val_loss_at_half_budget": _at(r, 0.5),
+                }
+            )
+        summary.append(
+            [
+                label,
+                fmt_mean_std([r.start_val_loss for r in runs]),
+                fmt_mean_std([_at(r, 0.5) for r in runs]),
+                fmt_mean_std([r.loss_at_budget for r in runs]),
+            ]
+        )
+        curves[label] = _mean_curve(runs, store.chinchilla_flops)
+    out.tables.append(
+        Table(
+            f"From the {s.late:g} x F_c base (top-{k}), {s.extra_fc:g} x F_c extra FLOPs, "
+            f"noise 0.01 ({len(seeds)} seed(s))",
+            ["growth", "loss right after growth", "loss at half the budget", "loss at budget"],
+            summary,
+        )
+    )
+    out.plots.append(
+        _loss_curves("routing-curves.png", "validation loss after width growth", curves)
+    )
+    return out
+
+
+def _at(r: RunResult, fraction: float) -> float:
+    from moegrow.curves import loss_at
+
+    value = loss_at(r.curve, fraction * r.budget_flops)
+    return value if value is not None else float("nan")
+
+
+# -- 4 -------------------------------------------------------------------------------------------
+
+SUNK_COST_GROWTH = GrowthSpec(depth=2)
+
+
+def sunk_cost(store: RunStore, seeds: list[int]) -> Outcome:
+    s = store.scale
+    out = Outcome(
+        "sunk-cost",
+        "Sunk cost: growing checkpoints taken later in the base run",
+        "With a fixed extra budget, the final accuracy rises with the sunk cost (3B: scratch "
+        "38.79; grown from 8k steps 42.07 ... 88k 48.99; annealed 96k 48.52): returns diminish "
+        "in the annealing phase.",
+    )
+    table, xs, ys, stable_x, stable_y = [], [], [], [], []
+    scatter: dict[str, list] = {"constant-LR phase": [], "decay phase": []}
+    grown_shape = None
+    for point in s.points:
+        base = store.base(point)
+        phase = "decay" if point > s.decay_start + 1e-9 else "constant-LR"
+        runs = _seeded(
+            store, base, SUNK_COST_GROWTH, s.extra_fc, seeds, f"[sunk-cost] from {point:g} x F_c"
+        )
+        grown_shape = grown_shape or {
+            "num_hidden_layers": _config(runs[0].final)["num_hidden_layers"]
+        }
+        final = [r.loss_at_budget for r in runs]
+        for seed, r in zip(seeds, runs):
+            out.rows.append(
+                {
+                    "base_fc": point,
+                    "phase": phase,
+                    "seed": seed,
+                    "sunk_flops": r.sunk_flops,
+                    "base_val_loss": base.val_loss,
+                    "extra_flops": r.extra_flops,
+                    "val_loss_at_budget": r.loss_at_budget,
+                }
+            )
+        mean = sum(final) / len(final)
+        xs.append(runs[0].sunk_flops)
+        ys.append(mean)
+        if phase == "constant-LR":
+            stable_x.append(runs[0].sunk_flops)
+            stable_y.append(mean)
+        scatter[f"{phase} phase"].append((_fc(store, runs[0].sunk_flops), mean))
+        table.append(
+            [
+                f"{point:g}",
+                phase,
+                f"{_fc(store, runs[0].sunk_flops):.2f}",
+                f"{base.val_loss:.4f}",
+                fmt_mean_std(final),
+            ]
+        )
+    scratch = [
+        store.scratch(grown_shape or {}, s.extra_fc, seed, f"[sunk-cost] scratch, seed {seed}")
+        for seed in seeds
+    ]
+    for seed, r in zip(seeds, scratch):
+        out.rows.append(
+            {
+                "base_fc": 0,
+                "phase": "scratch",
+                "seed": seed,
+                "sunk_flops": 0.0,
+                "extra_flops": r.extra_flops,
+                "val_loss_at_budget": r.loss_at_budget,
+            }
+        )
+    table.append(["scratch", "-", "0", "-", fmt_mean_std([r.loss_at_budget for r in scratch])])
+    out.tables.append(
+        Table(
+            f"Interposition x2 with {s.extra_fc:g} x F_c extra FLOPs from each checkpoint of one "
+            f"base run (WSD: decay from {s.decay_start:g} x F_c); scratch: the grown shape, same "
+            "budget",
+            ["checkpoint (x F_c)", "phase", "sunk / F_c", "base val loss", "grown loss at budget"],
+            table,
+        )
+    )
+    corr = [
+        ["all checkpoints", len(xs), f"{pearson(xs, ys):+.3f}", f"{spearman(xs, ys):+.3f}"],
+    ]
+    if len(stable_x) >= 2:
+        corr.append(
+            [
+                "constant-LR phase only",
+                len(stable_x),
+                f"{pearson(stable_x, stable_y):+.3f}",
+                f"{spearman(stable_x, stable_y):+.3f}",
+            ]
+        )
+    out.tables.append(
+        Table(
+            "Correlation of the grown model's final loss with the sunk FLOPs (negative: more "
+            "sunk compute, lower loss)",
+            ["points", "n", "Pearson", "Spearman"],
+            corr,
+        )
+    )
+    scatter["scratch (grown shape)"] = [(0.0, mean_std([r.loss_at_budget for r in scratch])[0])]
+    out.plots.append(
+        Plot(
+            "sunk-cost.png",
+            "scatter",
+            f"final loss after {s.extra_fc:g} x F_c extra FLOPs vs sunk FLOPs",
+            scatter,
+            "sunk FLOPs / F_c",
+            "validation loss at budget",
+        )
+    )
+    return out
+
+
+# -- 5 -------------------------------------------------------------------------------------------
+
+
+def total_budget(store: RunStore, seeds: list[int]) -> Outcome:
+    s = store.scale
+    out = Outcome(
+        "total-budget",
+        "Fixed total budget: when to grow",
+        "With a fixed total budget, growing early-to-mid (best at 16k of 96k steps) beats "
+        "scratch (48.53 vs 45.03 end accuracy at 3B); very late growth loses.",
+    )
+    table = []
+    shape = None
+    for point in s.total_points:
+        base = store.base(point)
+        extra_fc = s.total_fc - _fc(store, base.sunk_flops)
+        runs = _seeded(
+            store, base, SUNK_COST_GROWTH, extra_fc, seeds, f"[total-budget] at {point:g} x F_c"
+        )
+        shape = shape or {"num_hidden_layers": _config(runs[0].final)["num_hidden_layers"]}
+        for seed, r in zip(seeds, runs):
+            out.rows.append(
+                {
+                    "growth_point_fc": point,
+                    "seed": seed,
+                    "sunk_flops": r.sunk_flops,
+                    "extra_flops": r.extra_flops,
+                    "total_flops": r.sunk_flops + r.budget_flops,
+                    "val_loss_at_total": r.loss_at_budget,
+                }
+            )
+        table.append(
+            [
+                f"grow at {point:g} x F_c",
+                f"{_fc(store, base.sunk_flops):.2f}",
+                f"{extra_fc:.2f}",
+                fmt_mean_std([r.loss_at_budget for r in runs]),
+            ]
+        )
+    scratch = [
+        store.scratch(shape or {}, s.total_fc, seed, f"[total-budget] scratch, seed {seed}")
+        for seed in seeds
+    ]
+    for seed, r in zip(seeds, scratch):
+        out.rows.append(
+            {
+                "growth_point_fc": "scratch",
+                "seed": seed,
+                "sunk_flops": 0.0,
+                "extra_flops": r.extra_flops,
+                "total_flops": r.budget_flops,
+                "val_loss_at_total": r.loss_at_budget,
+            }
+        )
+    table.append(
+        [
+            "scratch (grown shape)",
+            "0",
+            f"{s.total_fc:.2f}",
+            fmt_mean_std([r.loss_at_budget for r in scratch]),
+        ]
+    )
+    if s.total_fc in s.points:
+        base = store.base(s.total_fc)
+        table.append(
+            ["no growth (the base run itself)", f"{s.total_fc:.2f}", "0", f"{base.val_loss:.4f}"]
+        )
+    out.tables.append(
+        Table(
+            f"Total budget {s.total_fc:g} x F_c (base + grown training), interposition x2",
+            ["run", "base FLOPs / F_c", "grown FLOPs / F_c", "val loss at the total budget"],
+            table,
+        )
+    )
+    return out
+
+
+# -- 6 -------------------------------------------------------------------------------------------
+
+
+def order(store: RunStore, seeds: list[int]) -> Outcome:
+    s = store.scale
+    out = Outcome(
+        "order",
+        "Orthogonality: depth-then-width vs width-then-depth",
+        "Both orders reach the same accuracy (weight cosine > 0.82 between the two paths); depth "
+        "and width updates stay nearly orthogonal (|cos| of Adam first moments < 0.04).",
+    )
+    base = store.base(s.late)
+    half = s.extra_fc / 2
+    depth, width = GrowthSpec(depth=2), GrowthSpec(width=2)
+    table = []
+    for seed in seeds:
+        d1 = store.grown(base, depth, half, seed, f"[order] depth first, seed {seed}")
+        dw = store.grown(d1.as_source(), width, half, seed, f"[order] then width, seed {seed}")
+        w1 = store.grown(base, width, half, seed, f"[order] width first, seed {seed}")
+        wd = store.grown(w1.as_source(), depth, half, seed, f"[order] then depth, seed {seed}")
+        weights = weight_cosine(dw.final, wd.final)
+        moments = moment_cosine(d1.final, w1.final, lambda j: j // 2)
+        out.rows.append(
+            {
+                "seed": seed,
+                "depth_then_width_loss": dw.loss_at_budget,
+                "width_then_depth_loss": wd.loss_at_budget,
+                "extra_flops_depth_then_width": d1.extra_flops + dw.extra_flops,
+                "extra_flops_width_then_depth": w1.extra_flops + wd.extra_flops,
+                "weight_cosine_global": weights["global"],
+                "weight_cosine_mean_per_tensor": weights["mean_per_tensor"],
+                "adam_m_cosine_global": moments["global"],
+                "adam_m_abs_cosine_mean_per_tensor": moments["mean_abs_per_tensor"],
+                "adam_m_abs_cosine_max_per_tensor": moments["max_abs_per_tensor"],
+                "shared_tensors": moments["tensors"],
+            }
+        )
+        table.append(
+            [
+                seed,
+                f"{dw.loss_at_budget:.4f}",
+                f"{wd.loss_at_budget:.4f}",
+                f"{weights['global']:.3f} / {weights['mean_per_tensor']:.3f}",
+                f"{moments['global']:+.3f} / {moments['mean_abs_per_tensor']:.3f} / "
+                f"{moments['max_abs_per_tensor']:.3f}",
+            ]
+        )
+    out.tables.append(
+        Table(
+            f"From the {s.late:g} x F_c base: grow one way, train {half:g} x F_c, grow the other "
+            f"way, train {half:g} x F_c (equal extra FLOPs per path)",
+            [
+                "seed",
+                "depth then width: loss",
+                "width then depth: loss",
+                "weight cosine of the two final models (global / mean per tensor)",
+                "Adam m cosine, depth-grown vs width-grown after stage 1 (global / mean |cos| "
+                "/ max |cos|)",
+            ],
+            table,
+        )
+    )
+    return out
+
+
+# -- 7 -------------------------------------------------------------------------------------------
+
+
+def post_norm(store: RunStore, seeds: list[int]) -> Outcome:
+    s = store.scale
+    out = Outcome(
+        "post-norm",
+        "Width growth on pre-norm and post-norm transformers",
+        "Width growth with noise is claimed stable across pre-norm and post-norm transformers "
+        "(no post-norm numbers were recoverable from the paper).",
+    )
+    table, curves = [], {}
+    for norm in ("pre", "post"):
+        base = store.base(s.mid, norm)
+        for alpha in (0.0, 0.01):
+            runs = _seeded(
+                store,
+                base,
+                GrowthSpec(width=2, noise=alpha),
+                s.extra_fc,
+                seeds,
+                f"[post-norm] {norm}-norm, alpha {alpha:g}",
+            )
+            spikes = [loss_spike(r.train_losses, base.loss_level) for r in runs]
+            recovery = [recovery_steps(r.train_losses, base.loss_level) for r in runs]
+            for seed, r, sp, rec in zip(seeds, runs, spikes, recovery):
+                out.rows.append(
+                    {
+                        "norm": norm,
+                        "alpha": alpha,
+                        "seed": seed,
+                        "base_val_loss": base.val_loss,
+                        "base_train_loss_level": base.loss_level,
+                        "start_val_loss": r.start_val_loss,
+                        "train_loss_spike": sp,
+                        "recovery_steps": rec,
+                        "steps": r.steps,
+                        "val_loss_at_budget": r.loss_at_budget,
+                    }
+                )
+            table.append(
+                [
+                    f"{norm}-norm",
+                    f"{alpha:g}",
+                    f"{base.val_loss:.4f}",
+                    fmt_mean_std([r.start_val_loss - base.val_loss for r in runs]),
+                    fmt_mean_std(spikes),
+                    ", ".join("never" if x is None else str(x) for x in recovery)
+                    + f" (of {runs[0].steps})",
+                    fmt_mean_std([r.loss_at_budget for r in runs]),
+                ]
+            )
+            curves[f"{norm}-norm, alpha {alpha:g}"] = [
+                (i + 1, v) for i, v in enumerate(runs[0].train_losses)
+            ]
+    out.tables.append(
+        Table(
+            f"Width x2 from {s.mid:g} x F_c bases, {s.extra_fc:g} x F_c extra FLOPs",
+            [
+                "base",
+                "alpha",
+                "base val loss",
+                "val loss jump at growth",
+                "train-loss spike over the base's level (running mean of 5, first 20 steps)",
+                "steps until the running mean is back at that level",
+                "loss at budget",
+            ],
+            table,
+        )
+    )
+    out.plots.append(
+        Plot(
+            "post-norm-train-loss.png",
+            "curves",
+            "training loss after width growth (first seed)",
+            curves,
+            "step after growth",
+            "training loss",
+        )
+    )
+    return out
+
+
+EXPERIMENTS: dict[str, Callable[[RunStore, list[int]], Outcome]] = {
+    "depth-method": depth_method,
+    "noise": noise,
+    "routing": routing,
+    "sunk-cost": sunk_cost,
+    "total-budget": total_budget,
+    "order": order,
+    "post-norm": post_norm,
+}
+
+#: Seeds when ``--seeds`` is not given (the issue: >= 3 for depth-method and noise).
+DEFAULT_SEEDS = {"depth-method": 3, "noise": 3}

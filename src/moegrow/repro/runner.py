@@ -1,0 +1,72 @@
+"""Running experiments of ``moegrow repro`` and writing their outcomes."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+from moegrow.errors import MoegrowError
+from moegrow.repro import ALL
+from moegrow.repro.experiments import DEFAULT_SEEDS, EXPERIMENTS, Outcome
+from moegrow.repro.report import write_outcome
+from moegrow.repro.runs import RunStore
+from moegrow.repro.scales import get_scale
+
+
+def run_repro(
+    experiment: str,
+    scale: str = "micro",
+    *,
+    out: str | Path = "moegrow-repro",
+    seeds: int | None = None,
+    texts: list[str] | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> list[Outcome]:
+    """Run one experiment (or ``all``) at ``scale``; returns the outcomes it wrote."""
+    from dataclasses import replace
+
+    from transformers.utils import logging as hf_logging
+
+    if experiment != ALL and experiment not in EXPERIMENTS:
+        raise MoegrowError(
+            f"experiment {experiment!r}: unknown; choose one of {', '.join(EXPERIMENTS)} or {ALL}"
+        )
+    if seeds is not None and seeds < 1:
+        raise MoegrowError(f"--seeds must be >= 1, got {seeds}")
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    sc = replace(get_scale(scale), device=device)
+    root = Path(out) / sc.name
+    store = RunStore(root, sc, texts=texts, progress=progress, stop_after=stop_after)
+    names = list(EXPERIMENTS) if experiment == ALL else [experiment]
+    outcomes, pages = [], []
+    for name in names:
+        n = seeds if seeds is not None else DEFAULT_SEEDS.get(name, 1)
+        command = _command(name, scale, out, seeds, texts)
+        if progress:
+            print(f"[repro] {name} at scale {scale}, {n} seed(s)", flush=True)
+        t0 = time.perf_counter()
+        outcome = EXPERIMENTS[name](store, list(range(n)))
+        md = write_outcome(outcome, root / name, command)
+        outcomes.append(outcome)
+        pages.append(md.read_text().replace("](", f"]({name}/"))
+        if progress:
+            print(md.read_text(), flush=True)
+            print(
+                f"[repro] {name}: {time.perf_counter() - t0:.0f} s; wrote {md.parent}", flush=True
+            )
+    if experiment == ALL:
+        (root / "results.md").write_text("\n".join(pages))
+    return outcomes
+
+
+def _command(name: str, scale: str, out, seeds: int | None, texts: list[str] | None) -> str:
+    args = ["moegrow", "repro", name, "--scale", scale, "--out", str(out)]
+    if seeds is not None:
+        args += ["--seeds", str(seeds)]
+    for t in texts or []:
+        args += ["--text", t]
+    return shlex.join(args)

@@ -1,0 +1,430 @@
+"""The runs of ``moegrow repro``, each cached by its full configuration.
+
+A run is a folder ``ROOT/runs/{kind}-{digest}`` where the digest is a hash of everything that
+decides what the run computes: the scale's training settings, the data, the checkpoint it starts
+from (itself a key, recursively), the growth and the budget. ``key.json`` holds that
+configuration; ``result.json`` appears, atomically, only when the run is complete. So a repeated
+invocation reuses every finished run, experiments that need the same run share it, and a killed
+invocation continues where it stopped: growth and initialisation are atomic, and training resumes
+from its last checkpoint (on CPU bit for bit, so the cached result is the one an uninterrupted run
+would have given).
+
+Kinds of run:
+
+- ``base``: one pretraining run (WSD schedule over ``scale.base_fc`` x F_c) whose checkpoints at
+  ``scale.points`` are the growth points; it is trained only as far as a requested point;
+- ``grown``: grow a checkpoint (a base point or another run's final model), evaluate it, and train
+  it with a fixed extra budget at constant LR (weights only; the optimizer starts fresh);
+- ``scratch``: a freshly initialised model of a given shape, trained with a given budget.
+
+Budgets are FLOPs in multiples of the *base model's* F_c, converted to steps with each model's
+own FLOPs per token (from its ledger's parameter counts), so runs of different sizes are compared
+at equal extra FLOPs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from moegrow.errors import MoegrowError
+from moegrow.repro.scales import Scale
+from moegrow.spec import GrowthSpec
+
+#: Bump when a change makes earlier cached results wrong to reuse.
+CACHE_VERSION = 1
+KEY_FILE = "key.json"
+RESULT_FILE = "result.json"
+#: Steps of a base run's training loss averaged into its "level" before a growth point.
+LEVEL_WINDOW = 20
+
+
+def digest(key: dict) -> str:
+    text = json.dumps(key, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+@dataclass
+class Source:
+    """A checkpoint that runs start from: a base growth point or a run's final model."""
+
+    path: Path
+    key: dict
+    sunk_flops: float
+    """Everything its ledger says was spent to make it."""
+    val_loss: float
+    loss_level: float
+    """Mean training loss of its last steps (the level a grown run must recover to)."""
+    step: int
+
+
+@dataclass
+class RunResult:
+    kind: str
+    label: str
+    folder: Path
+    final: Path
+    key: dict
+    budget_flops: float
+    extra_flops: float
+    """FLOPs this run trained for (>= budget by less than one step)."""
+    sunk_flops: float
+    """FLOPs spent on the checkpoint it started from (0 for scratch)."""
+    start_val_loss: float
+    val_loss: float
+    """At the end of the run."""
+    loss_at_budget: float
+    """Interpolated at exactly ``budget_flops``: the equal-FLOPs comparison value."""
+    curve: list[tuple[float, float]]
+    """(extra FLOPs, validation loss), starting at 0 with the loss before training."""
+    train_losses: list[float]
+    steps: int
+    tokens_per_step: int
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["folder"], d["final"] = str(self.folder), str(self.final)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> RunResult:
+        d = dict(d)
+        d["folder"], d["final"] = Path(d["folder"]), Path(d["final"])
+        d["curve"] = [tuple(p) for p in d["curve"]]
+        return cls(**d)
+
+    def as_source(self) -> Source:
+        level = self.train_losses[-LEVEL_WINDOW:]
+        return Source(
+            self.final,
+            {"run": self.key},
+            self.sunk_flops + self.extra_flops,
+            self.val_loss,
+            sum(level) / len(level),
+            self.steps,
+        )
+
+
+class RunIncomplete(MoegrowError):
+    """A run stopped before its budget (``stop_after``); the next invocation continues it."""
+
+
+class RunStore:
+    """Creates, caches and resumes the runs of one scale under ``root``.
+
+    ``stop_after``: stop every training run after this many steps of this invocation, leaving
+    it resumable (as an interrupt does); raises :class:`RunIncomplete`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        scale: Scale,
+        *,
+        texts: list[str] | None = None,
+        progress: bool = True,
+        stop_after: int | None = None,
+    ):
+        self.root = Path(root)
+        self.scale = scale
+        self.texts = texts
+        self.progress = progress
+        self.stop_after = stop_after
+        self._data: Path | None = None
+        self._fc: float | None = None
+
+    # -- data and the base model's F_c ---------------------------------------------------------
+
+    def data_key(self) -> dict:
+        return {"texts": self.texts, "vocab": self.scale.vocab}
+
+    @property
+    def data(self) -> Path:
+        if self._data is None:
+            from moegrow.data import MANIFEST_NAME, prepare
+
+            folder = self.root / f"data-{digest(self.data_key())}"
+            if not (folder / MANIFEST_NAME).is_file():
+                prepare(
+                    folder, texts=self.texts, vocab_size=self.scale.vocab, progress=self.progress
+                )
+            self._data = folder
+        return self._data
+
+    def _key(self, kind: str, **parts) -> dict:
+        """A run's configuration, as JSON gives it back (tuples become lists)."""
+        key = {
+            "cache_version": CACHE_VERSION,
+            "kind": kind,
+            "scale": self.scale.training_key(),
+            "data": self.data_key(),
+            **parts,
+        }
+        return json.loads(json.dumps(key))
+
+    def _folder(self, key: dict) -> Path:
+        folder = self.root / "runs" / f"{key['kind']}-{digest(key)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / KEY_FILE).write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
+        return folder
+
+    def _init(self, folder: Path, norm: str, seed: int, overrides: dict | None = None) -> Path:
+        from moegrow.presets import init_checkpoint
+
+        init = folder / "init"
+        if not init.exists():
+            init_checkpoint(
+                init,
+                self.scale.preset,
+                tokenizer=str(self.data),
+                norm=norm,
+                seed=seed,
+                overrides=overrides,
+            )
+        return init
+
+    @property
+    def chinchilla_flops(self) -> float:
+        """F_c of the base model (the unit of every budget)."""
+        if self._fc is None:
+            self._fc = self._report(self._init(self._base_folder("pre"), "pre", 0))[
+                "chinchilla_flops"
+            ]
+        return self._fc
+
+    def _report(self, folder: Path) -> dict:
+        from moegrow.ledger import flops_report
+
+        return flops_report(folder, seq_len=self.scale.seq_len)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.scale.batch_size * self.scale.seq_len
+
+    def steps_for(self, flops: float, flops_per_token: float) -> int:
+        return max(math.ceil(flops / flops_per_token / self.tokens_per_step - 1e-9), 1)
+
+    # -- base runs -------------------------------------------------------------------------------
+
+    def _base_key(self, norm: str) -> dict:
+        return self._key("base", norm=norm, seed=0)
+
+    def _base_folder(self, norm: str) -> Path:
+        return self._folder(self._base_key(norm))
+
+    def base(self, point: float, norm: str = "pre") -> Source:
+        """The base run's checkpoint at ``point`` x F_c, training the base as far as needed."""
+        from moegrow.train import METRICS_FILE, RUN_FILE, train
+
+        s = self.scale
+        if point not in s.points:
+            raise MoegrowError(f"growth point {point} x F_c is not one of the scale's {s.points}")
+        folder = self._base_folder(norm)
+        init = self._init(folder, norm, seed=0)
+        fpt = self._report(init)["flops_per_token"]
+        total = self.steps_for(s.base_fc * self.chinchilla_flops, fpt)
+        run = folder / "run"
+        for p in sorted(q for q in s.points if q <= point):
+            target = self.steps_for(p * self.chinchilla_flops, fpt)
+            ckpt = run / f"checkpoint-{target:07d}"
+            if ckpt.is_dir():
+                continue
+            done = _last_step(run)
+            if done > target:
+                raise MoegrowError(
+                    f"{run}: has a checkpoint past step {target} but not at it; delete {folder} "
+                    "to retrain this base"
+                )
+            opts = self._options(
+                tokens=total * self.tokens_per_step,
+                schedule="wsd",
+                warmup_steps=s.base_warmup_steps,
+                decay_fraction=s.decay_fraction,
+                seed=0,
+                eval_every=max(self.steps_for(0.25 * self.chinchilla_flops, fpt), 1),
+                keep_checkpoints=0,
+                stop_after=min(target - done, self.stop_after or target),
+            )
+            self._say(f"base ({norm}-norm): training to {p} x F_c (step {target} of {total})")
+            train(init, self.data, run, opts, resume=(run / RUN_FILE).is_file())
+            if not ckpt.is_dir():
+                raise RunIncomplete(f"{run}: stopped before step {target}; run again to continue")
+        metrics = [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines()]
+        target = self.steps_for(point * self.chinchilla_flops, fpt)
+        before = [m for m in metrics if m["step"] <= target]
+        level = [m["loss"] for m in before[-LEVEL_WINDOW:]]
+        val = [m["val_loss"] for m in before if "val_loss" in m and m["step"] == target]
+        ckpt = run / f"checkpoint-{target:07d}"
+        return Source(
+            ckpt,
+            {"base": self._base_key(norm), "point": point},
+            self._report(ckpt)["sunk_flops"],
+            val[0] if val else self._evaluate(ckpt, run / f"val-{target}.json"),
+            sum(level) / len(level),
+            target,
+        )
+
+    def base_curve(self, norm: str = "pre") -> list[tuple[float, float]]:
+        """(FLOPs, validation loss) of the base run as far as it has been trained."""
+        from moegrow.train import METRICS_FILE
+
+        path = self._base_folder(norm) / "run" / METRICS_FILE
+        if not path.is_file():
+            return []
+        metrics = [json.loads(line) for line in path.read_text().splitlines()]
+        return [(m["flops"], m["val_loss"]) for m in metrics if "val_loss" in m]
+
+    # -- grown and scratch runs ------------------------------------------------------------------
+
+    def grown(
+        self, parent: Source, spec: GrowthSpec, extra_fc: float, seed: int, label: str
+    ) -> RunResult:
+        """Grow ``parent`` by ``spec`` (its seed replaced by ``seed``) and train it with
+        ``extra_fc`` x F_c extra FLOPs (training seed ``seed``)."""
+        from moegrow.grow import grow
+
+        spec = GrowthSpec(**{**spec.to_json(), "seed": seed, "layer_map": spec.layer_map})
+        key = self._key(
+            "grown",
+            parent=parent.key,
+            growth=spec.to_json(),
+            extra_fc=round(extra_fc, 9),
+            seed=seed,
+        )
+        folder = self._folder(key)
+        if (folder / RESULT_FILE).is_file():
+            return RunResult.from_json(json.loads((folder / RESULT_FILE).read_text()))
+        init = folder / "init"
+        if not init.exists():
+            self._say(f"{label}: growing {parent.path}")
+            grow(parent.path, init, spec, progress=False)
+        return self._train("grown", label, key, folder, init, extra_fc, seed, parent.sunk_flops)
+
+    def scratch(
+        self, shape: dict, budget_fc: float, seed: int, label: str, norm: str = "pre"
+    ) -> RunResult:
+        """The preset with ``shape`` overrides, from scratch, trained with ``budget_fc`` x F_c."""
+        key = self._key("scratch", shape=shape, norm=norm, budget_fc=round(budget_fc, 9), seed=seed)
+        folder = self._folder(key)
+        if (folder / RESULT_FILE).is_file():
+            return RunResult.from_json(json.loads((folder / RESULT_FILE).read_text()))
+        init = self._init(folder, norm, seed=1000 + seed, overrides=shape)
+        return self._train("scratch", label, key, folder, init, budget_fc, seed, 0.0)
+
+    def _train(
+        self,
+        kind: str,
+        label: str,
+        key: dict,
+        folder: Path,
+        init: Path,
+        budget_fc: float,
+        seed: int,
+        sunk: float,
+    ) -> RunResult:
+        import time
+
+        from moegrow.curves import loss_at
+        from moegrow.train import RUN_FILE, train
+
+        s = self.scale
+        budget = budget_fc * self.chinchilla_flops
+        fpt = self._report(init)["flops_per_token"]
+        steps = self.steps_for(budget, fpt)
+        start = self._evaluate(init, folder / "start.json")
+        eval_every = max(steps // s.eval_points, 1)
+        opts = self._options(
+            tokens=steps * self.tokens_per_step,
+            schedule="constant",
+            warmup_steps=min(s.grown_warmup_steps, steps // 10),
+            seed=seed,
+            eval_every=eval_every,
+            save_every=eval_every,
+            keep_checkpoints=1,
+            stop_after=self.stop_after,
+        )
+        run = folder / "run"
+        resume = (run / RUN_FILE).is_file()
+        self._say(f"{label}: {'resuming' if resume else 'training'} ({steps} steps)")
+        t0 = time.perf_counter()
+        res = train(init, self.data, run, opts, resume=resume)
+        if res.steps < steps:
+            raise RunIncomplete(f"{run}: stopped at step {res.steps} of {steps}; run again")
+        curve = [(0.0, start)]
+        curve += [(m["flops"], m["val_loss"]) for m in res.metrics if "val_loss" in m]
+        at_budget = loss_at(curve, budget)
+        result = RunResult(
+            kind=kind,
+            label=label,
+            folder=folder,
+            final=res.final,
+            key=key,
+            budget_flops=budget,
+            extra_flops=res.flops,
+            sunk_flops=sunk,
+            start_val_loss=start,
+            val_loss=res.val_loss if res.val_loss is not None else curve[-1][1],
+            loss_at_budget=at_budget if at_budget is not None else curve[-1][1],
+            curve=curve,
+            train_losses=[m["loss"] for m in res.metrics],
+            steps=res.steps,
+            tokens_per_step=self.tokens_per_step,
+            seconds=time.perf_counter() - t0,
+        )
+        _write_atomic(folder / RESULT_FILE, result.to_json())
+        return result
+
+    def _options(self, **options):
+        """Training options of a run: the scale's batch, sequence, LR and evaluation size."""
+        from moegrow.train import TrainOptions
+
+        s = self.scale
+        return TrainOptions(
+            batch_size=s.batch_size,
+            seq_len=s.seq_len,
+            lr=s.lr,
+            eval_tokens=s.eval_tokens,
+            device=s.device,
+            progress=self.progress,
+            **options,
+        )
+
+    def _evaluate(self, model: Path, cache: Path) -> float:
+        from moegrow.evaluate import evaluate
+
+        if cache.is_file():
+            return json.loads(cache.read_text())["val_loss"]
+        s = self.scale
+        result = evaluate(
+            model,
+            self.data,
+            seq_len=s.seq_len,
+            tokens=s.eval_tokens,
+            batch=s.batch_size,
+            device=s.device,
+        )
+        _write_atomic(cache, {"val_loss": result["val_loss"]})
+        return result["val_loss"]
+
+    def _say(self, text: str) -> None:
+        if self.progress:
+            print(f"  {text}", flush=True)
+
+
+def _last_step(run: Path) -> int:
+    from moegrow.train_state import checkpoint_dirs
+
+    dirs = checkpoint_dirs(run)
+    return int(dirs[-1].name.split("-")[-1]) if dirs else 0

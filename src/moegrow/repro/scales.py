@@ -1,0 +1,106 @@
+"""Sizes of ``moegrow repro``: every budget is a multiple of the base model's Chinchilla point
+F_c = 6 N_a (20 N_a), so that the experiments keep the paper's proportions at any size.
+
+``micro`` is sized for 2 CPU cores (the whole suite in well under the 4 hours allowed);
+``small`` for one GPU in about ten minutes per experiment (it also runs, slowly, on a CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from moegrow.errors import MoegrowError
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    preset: str
+    vocab: int
+    """BPE vocabulary of the default corpus (small, so embeddings don't dominate)."""
+    seq_len: int
+    batch_size: int
+    lr: float
+    """Peak LR of the base runs and the constant LR of every continued run (PAPER.md: grown
+    models continue at a constant LR)."""
+    base_warmup_steps: int
+    grown_warmup_steps: int
+    """Optimizer state starts fresh after growth (PAPER.md), so a short warmup."""
+    base_fc: float
+    """Length of the base run (WSD schedule), in F_c."""
+    decay_fraction: float
+    """WSD: the last fraction of the base run is the decay (annealing) phase."""
+    points: tuple[float, ...]
+    """Checkpoints kept along the base run, in F_c (growth points)."""
+    early: float
+    """A base before 1 x F_c (experiment depth-method)."""
+    late: float
+    """A base well past F_c: the "converged" base of most experiments."""
+    mid: float
+    """Growth point of the post-norm experiment (both bases trained this far)."""
+    extra_fc: float
+    """Extra training budget of every grown run, in F_c of the base model."""
+    total_fc: float
+    """Total budget (sunk + extra) of the total-budget experiment, in F_c."""
+    total_points: tuple[float, ...]
+    """Growth points of the total-budget experiment, in F_c."""
+    eval_points: int
+    """Validation evaluations per continued run."""
+    eval_tokens: int
+    device: str = "auto"
+
+    def training_key(self) -> dict:
+        """The fields that change what is trained (the cache key of the runs)."""
+        d = asdict(self)
+        for k in ("name", "device"):
+            d.pop(k)
+        return d
+
+    @property
+    def decay_start(self) -> float:
+        return self.base_fc * (1.0 - self.decay_fraction)
+
+
+MICRO = Scale(
+    name="micro",
+    preset="tiny",
+    vocab=512,
+    seq_len=128,
+    batch_size=16,
+    lr=3e-3,
+    base_warmup_steps=50,
+    grown_warmup_steps=20,
+    base_fc=4.0,
+    decay_fraction=0.2,
+    points=(0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0),
+    early=0.5,
+    late=3.0,
+    mid=1.5,
+    extra_fc=0.5,
+    total_fc=2.0,
+    total_points=(0.5, 1.0, 1.5),
+    eval_points=6,
+    eval_tokens=8192,
+)
+SCALES = {
+    "micro": MICRO,
+    "small": replace(
+        MICRO,
+        name="small",
+        preset="small",
+        vocab=8192,
+        seq_len=256,
+        batch_size=32,
+        lr=1e-3,
+        base_warmup_steps=100,
+        grown_warmup_steps=50,
+        eval_points=8,
+        eval_tokens=32768,
+    ),
+}
+
+
+def get_scale(name: str) -> Scale:
+    if name not in SCALES:
+        raise MoegrowError(f"--scale {name!r}: unknown; choose one of {', '.join(SCALES)}")
+    return SCALES[name]

@@ -1,0 +1,181 @@
+"""``moegrow repro``: cached and resumable runs, equal-extra-FLOPs bookkeeping, the statistics,
+and every experiment end to end at a test scale (tiny budgets, a corpus that needs no download)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+
+import pytest
+
+from moegrow.card import ledger_of
+from moegrow.curves import loss_at
+from moegrow.repro import NAMES
+from moegrow.repro.analysis import loss_spike, recovery_steps
+from moegrow.repro.experiments import EXPERIMENTS
+from moegrow.repro.runs import RESULT_FILE, RunIncomplete, RunStore
+from moegrow.repro.scales import SCALES
+from moegrow.repro.stats import mean_std, pearson, ranks, spearman
+from moegrow.spec import GrowthSpec
+
+SCALE = replace(
+    SCALES["micro"],
+    name="test",
+    vocab=300,
+    seq_len=32,
+    batch_size=8,
+    base_warmup_steps=2,
+    grown_warmup_steps=2,
+    base_fc=0.04,
+    points=(0.01, 0.02, 0.03, 0.04),
+    early=0.01,
+    late=0.02,
+    mid=0.01,
+    extra_fc=0.004,
+    total_fc=0.03,
+    total_points=(0.01, 0.02),
+    eval_points=2,
+    eval_tokens=512,
+    device="cpu",
+)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    import pydoc_data.topics
+
+    folder = tmp_path_factory.mktemp("corpus")
+    for i, (_, text) in enumerate(sorted(pydoc_data.topics.topics.items())):
+        (folder / f"{i:03d}.txt").write_text(text)
+    return [str(folder / "*.txt")]
+
+
+def _complete(make_store, call):
+    """Call ``call(store)`` on fresh stores until no run stops early; returns (result, stops)."""
+    stops = 0
+    while True:
+        try:
+            return call(make_store()), stops
+        except RunIncomplete:
+            stops += 1
+            assert stops < 100
+
+
+def _csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_statistics_on_known_values():
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    assert mean_std([4.0]) == (4.0, 0.0)
+    assert pearson([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]) == pytest.approx(0.8)
+    assert spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]) == pytest.approx(0.8)
+    # monotonic but not linear: ranks agree perfectly, values do not
+    assert spearman([1, 2, 3, 4], [1, 4, 9, 16]) == pytest.approx(1.0)
+    assert pearson([1, 2, 3, 4], [1, 4, 9, 16]) == pytest.approx(0.984374, abs=1e-6)
+    assert pearson([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert ranks([10, 20, 20, 30]) == [1.0, 2.5, 2.5, 4.0]
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486833, abs=1e-6)
+
+
+def test_spike_and_recovery_on_synthetic_losses():
+    # level 2.0; a spike to 3.0 decaying by 0.1 a step
+    losses = [3.0 - 0.1 * i for i in range(30)]
+    # running mean of 5 at step 5 = mean(3.0..2.6) = 2.8: the highest in the first 20 steps
+    assert loss_spike(losses, 2.0) == pytest.approx(0.8)
+    # the running mean at step s is the loss of step s - 2: 2.0 first at step 13
+    assert recovery_steps(losses, 2.0) == 13
+    assert recovery_steps(losses, 0.0) is None
+
+
+def test_equal_extra_flops_bookkeeping(tmp_path, corpus):
+    store = RunStore(tmp_path, SCALE, texts=corpus, progress=False)
+    base = store.base(SCALE.late)
+    assert base.sunk_flops == pytest.approx(
+        sum(e["flops"] for e in ledger_of(base.path)), rel=1e-12
+    )
+    assert base.sunk_flops / store.chinchilla_flops == pytest.approx(SCALE.late, rel=0.02)
+    depth = store.grown(base, GrowthSpec(depth=2), SCALE.extra_fc, 0, "depth")
+    width = store.grown(base, GrowthSpec(width=2), SCALE.extra_fc, 0, "width")
+    budget = SCALE.extra_fc * store.chinchilla_flops
+    fpts = set()
+    for run in (depth, width):
+        fpt = run.extra_flops / (run.steps * run.tokens_per_step)
+        fpts.add(round(fpt))
+        assert run.budget_flops == pytest.approx(budget)
+        # trained to the budget, overshooting by less than one step
+        assert budget <= run.extra_flops < budget + fpt * run.tokens_per_step
+        # the comparison value is the curve at exactly the budget, and the ledger agrees
+        assert run.loss_at_budget == pytest.approx(loss_at(run.curve, budget))
+        assert ledger_of(run.final)[-1]["flops"] == pytest.approx(run.extra_flops)
+        assert run.sunk_flops == base.sunk_flops
+        assert run.curve[0] == (0.0, run.start_val_loss)
+    assert len(fpts) == 2  # different sizes, hence different step counts for the same FLOPs
+    assert depth.steps != width.steps
+
+
+def test_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path, corpus, monkeypatch):
+    spec = GrowthSpec(width=2, noise=0.01)
+
+    def call(store):
+        return store.grown(store.base(0.01), spec, SCALE.extra_fc, 1, "resume")
+
+    interrupted, stops = _complete(
+        lambda: RunStore(tmp_path / "a", SCALE, texts=corpus, progress=False, stop_after=7), call
+    )
+    assert stops >= 3  # the base and the grown run were each stopped and resumed
+    plain = call(RunStore(tmp_path / "b", SCALE, texts=corpus, progress=False))
+    assert interrupted.train_losses == plain.train_losses
+    assert interrupted.curve == plain.curve
+    assert interrupted.loss_at_budget == plain.loss_at_budget
+
+    # a completed run is never trained again
+    import moegrow.train
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached run was trained again")
+
+    monkeypatch.setattr(moegrow.train, "train", refuse)
+    again = call(RunStore(tmp_path / "a", SCALE, texts=corpus, progress=False))
+    assert again.to_json() == interrupted.to_json()
+    assert json.loads((again.folder / RESULT_FILE).read_text())["steps"] == again.steps
+
+
+def test_every_experiment_writes_csv_plots_and_markdown(tmp_path, corpus, monkeypatch):
+    from moegrow.repro.runner import run_repro
+
+    assert tuple(EXPERIMENTS) == NAMES
+    monkeypatch.setitem(SCALES, "test", SCALE)
+    outcomes = run_repro(
+        "all", "test", out=tmp_path, seeds=1, texts=corpus, device="cpu", progress=False
+    )
+    assert [o.name for o in outcomes] == list(NAMES)
+    root = tmp_path / "test"
+    for outcome in outcomes:
+        folder = root / outcome.name
+        rows = _csv(folder / f"{outcome.name}.csv")
+        assert len(rows) == len(outcome.rows) > 0
+        md = (folder / f"{outcome.name}.md").read_text()
+        assert f"moegrow repro {outcome.name} --scale test" in md
+        assert sum(line.startswith("|---") for line in md.splitlines()) == len(outcome.tables) > 0
+        for plot in outcome.plots:
+            assert (folder / plot.filename).stat().st_size > 1000
+    results = (root / "results.md").read_text()
+    assert all(f"## {name}:" in results for name in NAMES)
+    # experiments share runs: the base was trained once, every grown run has a result
+    assert len(list((root / "runs").glob("base-*"))) == 2  # pre-norm and post-norm
+    noise = {r["variant"]: r for r in _csv(root / "noise" / "noise.csv")}
+    # exact copies get identical gradients and cannot specialise (PAPER.md); noise breaks that
+    assert float(noise["alpha=0"]["copy_weight_cosine"]) > 0.99999
+    assert float(noise["alpha=0"]["co_selection"]) == 1.0
+    assert float(noise["alpha=0.1"]["co_selection"]) < 1.0
+    assert float(noise["random new experts"]["copy_weight_cosine"]) < 0.5
+
+
+def test_repro_rejects_bad_options(run_cli):
+    code, _, err = run_cli("repro", "noise", "--seeds", "0")
+    assert code == 2 and "--seeds must be >= 1" in err
+    with pytest.raises(SystemExit):
+        run_cli("repro", "no-such-experiment")
