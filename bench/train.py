@@ -138,7 +138,7 @@ def moegrow_experts(model_dir: Path) -> str:
 
 def token_blocks(data_dir: Path, steps: int, batch: int, seq_len: int) -> list[torch.Tensor]:
     """The ``[batch, seq_len + 1]`` token blocks moegrow's training loop takes at each step."""
-    from moegrow.data import TokenData
+    from moegrow.token_shards import TokenData
 
     sampler = BlockSampler(TokenData(data_dir).split("train"), seq_len, SEED)
     return [sampler.rows(step * batch, batch) for step in range(steps)]

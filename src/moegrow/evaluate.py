@@ -92,11 +92,11 @@ def evaluate(
 ) -> dict:
     """``moegrow eval``: validation loss/perplexity, router balance and the norm profile."""
     from moegrow.checkpoint import Checkpoint
-    from moegrow.data import TokenData
     from moegrow.families import family_for
     from moegrow.loading import load_model, pick_device
     from moegrow.norms import norm_profile
     from moegrow.router_stats import expert_bias_buffers, router_kind
+    from moegrow.token_shards import TokenData
 
     model_dir = Path(model_dir)
     data = TokenData(data_dir)

@@ -179,8 +179,8 @@ def train(
 ) -> TrainResult:
     """Train ``model_dir`` on the prepared data ``data_dir``, writing into the folder ``run``
     (``resume=True`` continues ``run`` from its last checkpoint with its own options)."""
-    from moegrow.data import TokenData
     from moegrow.evaluate import _check_vocab, validation_loss
+    from moegrow.token_shards import TokenData
 
     run = Path(run)
     opts = opts or TrainOptions()

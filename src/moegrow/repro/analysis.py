@@ -125,7 +125,6 @@ def co_selection(folder: Path, data: Path, num_original: int, seq_len: int, toke
     ``E + i``, the fraction routed to both (1 = the copy routes exactly like its original; the
     copies have not specialised), averaged over pairs and layers."""
     from moegrow.checkpoint import Checkpoint
-    from moegrow.data import TokenData
     from moegrow.evaluate import eval_windows
     from moegrow.loading import load_model
     from moegrow.router_stats import (
@@ -134,6 +133,7 @@ def co_selection(folder: Path, data: Path, num_original: int, seq_len: int, toke
         router_kind,
         selection_scores,
     )
+    from moegrow.token_shards import TokenData
 
     with Checkpoint(folder) as ckpt:
         config = ckpt.config

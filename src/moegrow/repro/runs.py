@@ -153,7 +153,8 @@ class RunStore:
     @property
     def data(self) -> Path:
         if self._data is None:
-            from moegrow.data import MANIFEST_NAME, prepare
+            from moegrow.data import prepare
+            from moegrow.token_shards import MANIFEST_NAME
 
             folder = self.root / f"data-{digest(self.data_key())}"
             if not (folder / MANIFEST_NAME).is_file():
