@@ -16,10 +16,13 @@ CARD_NAME = "moegrow_card.json"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 23) -> str:
+    """Read through one reused buffer: a fresh block per read would fault in its pages anew
+    (1.5 M page faults for a 6 GB checkpoint)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    buf = memoryview(bytearray(chunk))
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(buf[:n])
     return h.hexdigest()
 
 

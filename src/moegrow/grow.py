@@ -12,9 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from moegrow import __version__
 from moegrow.atomic import partial_dir, replace_dir
@@ -22,7 +26,7 @@ from moegrow.card import CARD_NAME, ledger_of, sha256_file, write_json
 from moegrow.checkpoint import CONFIG_NAME, INDEX_FILE, SINGLE_FILE, Checkpoint
 from moegrow.errors import GrowthError
 from moegrow.flops import param_stats
-from moegrow.operators import COMPUTE_THREADS, PartJobs, run_jobs
+from moegrow.operators import COMPUTE_THREADS, OutputBuffers, PartJobs, run_jobs
 from moegrow.plan import OutTensor, Plan, assign_shards, make_plan
 from moegrow.safetensors_io import StreamingShardWriter
 from moegrow.spec import GrowthSpec
@@ -81,7 +85,7 @@ def grow(
         raise GrowthError(f"{out}: must not be the source folder {src} or inside it")
     start = time.perf_counter()
     _bound_malloc_retention()
-    with Checkpoint(src_path) as ckpt:
+    with _one_thread_per_kernel(), Checkpoint(src_path) as ckpt:
         plan = make_plan(ckpt, spec)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = partial_dir(out)
@@ -117,6 +121,19 @@ def _bound_malloc_retention() -> None:
         pass  # not glibc: nothing to tune
 
 
+@contextmanager
+def _one_thread_per_kernel() -> Iterator[None]:
+    """Run each torch kernel on the thread that calls it: the compute threads already keep the
+    cores busy, and intra-op threads on top of them only contend (measured 59 -> 53 s on a
+    23 GB growth with noise, 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _hash_sources(ckpt: Checkpoint) -> dict[str, str]:
     files = [ckpt.folder / CONFIG_NAME, *ckpt.weight_files]
     return {f.name: sha256_file(f) for f in files}
@@ -136,6 +153,7 @@ def _write_shards(
     names = shard_names(len(shards))
     bar = tqdm(total=plan.bytes_out, unit="B", unit_scale=True, desc="grow", disable=not progress)
     part_jobs = PartJobs(ckpt, plan.spec.noise, plan.spec.seed)
+    buffers = OutputBuffers()
     weight_map = {}
     with bar, ThreadPoolExecutor(COMPUTE_THREADS) as pool:
         for shard_name, tensors in zip(names, shards):
@@ -143,7 +161,7 @@ def _write_shards(
             writer = StreamingShardWriter(folder / shard_name, entries, {"format": "pt"})
             try:
                 jobs = (job for t in tensors for job in part_jobs.jobs(t))
-                run_jobs(writer, jobs, pool, bar.update)
+                run_jobs(writer, jobs, pool, bar.update, buffers)
                 writer.finish()
             finally:
                 writer.close()

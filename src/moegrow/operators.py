@@ -5,8 +5,9 @@ append bytes to the shard being written, in order:
 
 - ``Copy``: a byte range of a source file, copied by the kernel (``copy_file_range``);
 - ``Zeros``: zero bytes (zero-initialised residual projections; zero router biases);
-- ``Compute``: a function producing one chunk of bytes (noise, scaling, random rows), run on a
-  thread pool ahead of the writer (torch kernels and ``pread`` release the GIL).
+- ``Compute``: a function filling one chunk of bytes (noise, scaling, random rows), run on a
+  thread pool ahead of the writer (torch kernels and ``pread`` release the GIL), into one of a
+  few output buffers reused once written.
 
 Noise for a chunk is drawn from a generator seeded by (seed, output tensor name, part, chunk), so
 the bytes do not depend on the order or the parallelism in which chunks are computed.
@@ -30,9 +31,7 @@ from moegrow.errors import GrowthError
 from moegrow.plan import OutTensor, Part
 from moegrow.safetensors_io import (
     DTYPE_SIZES,
-    TORCH_DTYPES,
     StreamingShardWriter,
-    tensor_bytes,
     to_torch,
 )
 
@@ -58,7 +57,8 @@ class Zeros:
 
 @dataclass(frozen=True)
 class Compute:
-    fn: Callable[[], memoryview]
+    fn: Callable[[memoryview], None]
+    """Fills the ``nbytes`` bytes it is given."""
     nbytes: int
 
 
@@ -113,36 +113,43 @@ class PartJobs:
         for chunk, pos in enumerate(range(offset, offset + nbytes, step)):
             n = min(step, offset + nbytes - pos)
 
-            def fn(pos=pos, n=n, chunk=chunk) -> memoryview:
-                raw, work = self._buffers()
-                self.ckpt.read_into(info.name, pos, raw[:n])
-                x = to_torch(raw[:n], info.dtype)
-                y = x
+            def fn(out: memoryview, pos=pos, n=n, chunk=chunk) -> None:
+                # the std first: measuring it uses this thread's buffers too
+                std = self.noise * self.std(info.name, *scope) if part.op == "noise" else 0.0
+                raw = self._buffers()[0][:n]
+                self.ckpt.read_into(info.name, pos, raw)
+                x = to_torch(raw, info.dtype)
                 if part.op == "noise":
-                    std = self.noise * self.std(info.name, *scope)
-                    gen = torch.Generator().manual_seed(noise_seed(self.seed, t.name, index, chunk))
-                    # scaled noise drawn in place into this thread's buffer, then the weights added
-                    y = work[: x.numel()] if x.dtype != torch.float64 else torch.empty_like(x)
-                    y.normal_(0.0, std, generator=gen)
-                    y += x
+                    seed = noise_seed(self.seed, t.name, index, chunk)
+                    x = self._noised(x, std, torch.Generator().manual_seed(seed))
                 if part.scale != 1.0:
-                    y = _scaled(y, part.scale, info.name)
-                # a fresh tensor: the thread's buffers are reused by its next chunk
-                return tensor_bytes(y.to(x.dtype, copy=True))
+                    x = _scaled(x, part.scale, info.name)
+                to_torch(out, info.dtype).copy_(x)
 
             yield Compute(fn, n)
 
-    def _buffers(self) -> tuple[memoryview, torch.Tensor]:
-        """This thread's read buffer and float32 work buffer, allocated once: resident memory
-        stays flat however many chunks pass through (the output of a chunk is its own)."""
+    def _noised(self, x: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
+        """``x`` plus N(0, std^2) noise drawn from ``gen``, in the work precision (float32, or
+        float64 for float64 weights), computed in this thread's buffers."""
+        if x.dtype == torch.float64:
+            y, noise = torch.empty_like(x), torch.empty_like(x)
+        else:
+            _, y, noise = (b[: x.numel()] for b in self._buffers())
+        noise.normal_(0.0, std, generator=gen)
+        return y.copy_(x).add_(noise)
+
+    def _buffers(self) -> tuple[memoryview, torch.Tensor, torch.Tensor]:
+        """This thread's read buffer and two float32 work buffers, allocated once: nothing is
+        allocated (and no page faulted in) per chunk, and resident memory stays flat however many
+        chunks pass through."""
         if not hasattr(self._local, "raw"):
             self._local.raw = memoryview(bytearray(CHUNK_ELEMENTS * 8))
-            self._local.work = torch.empty(CHUNK_ELEMENTS, dtype=torch.float32)
-        return self._local.raw, self._local.work
+            self._local.work = torch.empty(2, CHUNK_ELEMENTS, dtype=torch.float32)
+        return self._local.raw, self._local.work[0], self._local.work[1]
 
     def std(self, name: str, offset: int, nbytes: int) -> float:
-        """Standard deviation of a byte range of a float tensor, streamed in float64; computed
-        once per range even when several chunks ask for it at the same time."""
+        """Standard deviation of a byte range of a float tensor; computed once per range even
+        when several chunks ask for it at the same time."""
         key = (name, offset, nbytes)
         with self._lock:
             key_lock = self._key_locks.setdefault(key, Lock())
@@ -152,16 +159,26 @@ class PartJobs:
             return self._std[key]
 
     def _compute_std(self, name: str, offset: int, nbytes: int) -> float:
+        """Streamed through this thread's buffers: each chunk is shifted by the first chunk's
+        mean (so the sums do not cancel) and summed in float32 (pairwise sums, a BLAS dot),
+        the chunks' sums are accumulated in float64."""
         info = self.ckpt.tensors[name]
         step = CHUNK_ELEMENTS * info.itemsize
+        raw, work, _ = self._buffers()
+        shift: float | None = None
         total = total_sq = 0.0
         count = 0
         for pos in range(offset, offset + nbytes, step):
             n = min(step, offset + nbytes - pos)
-            x = to_torch(self.ckpt.read_bytes(name, pos, n), info.dtype).double()
-            total += float(x.sum())
-            total_sq += float(x.square().sum())
-            count += x.numel()
+            self.ckpt.read_into(name, pos, raw[:n])
+            x = to_torch(raw[:n], info.dtype)
+            w = x.double() if x.dtype == torch.float64 else work[: x.numel()].copy_(x)
+            if shift is None:
+                shift = float(w.mean())
+            w -= shift
+            total += float(w.sum())
+            total_sq += float(w.dot(w))
+            count += w.numel()
         mean = total / max(count, 1)
         return max(total_sq / max(count, 1) - mean * mean, 0.0) ** 0.5
 
@@ -169,14 +186,16 @@ class PartJobs:
         if part.std == 0:
             yield Zeros(nbytes)
             return
-        count = nbytes // DTYPE_SIZES[t.dtype]
+        step = CHUNK_ELEMENTS * DTYPE_SIZES[t.dtype]
+        for chunk, pos in enumerate(range(0, nbytes, step)):
 
-        def fn() -> memoryview:
-            gen = torch.Generator().manual_seed(noise_seed(self.seed, t.name, index, 0))
-            values = torch.randn(count, generator=gen) * part.std
-            return tensor_bytes(values.to(TORCH_DTYPES[t.dtype]))
+            def fn(out: memoryview, chunk=chunk) -> None:
+                gen = torch.Generator().manual_seed(noise_seed(self.seed, t.name, index, chunk))
+                dest = to_torch(out, t.dtype)
+                values = self._buffers()[2][: dest.numel()]  # float32 samples
+                dest.copy_(values.normal_(0.0, part.std, generator=gen))
 
-        yield Compute(fn, nbytes)
+            yield Compute(fn, min(step, nbytes - pos))
 
 
 def _work_dtype(x: torch.Tensor) -> torch.dtype:
@@ -195,26 +214,49 @@ def _scaled(x: torch.Tensor, scale: float, name: str) -> torch.Tensor:
     return x.to(_work_dtype(x)) * scale
 
 
+class OutputBuffers:
+    """Output buffers of the compute jobs in flight, reused once their bytes are written: no
+    memory is allocated (and no page faulted in) per chunk. At most :data:`WINDOW` are taken at
+    a time, so that many exist; pages never touched (a buffer holds a float64 chunk, most are
+    bf16) stay unallocated."""
+
+    def __init__(self) -> None:
+        self._free: list[torch.Tensor] = []
+
+    def take(self, nbytes: int) -> torch.Tensor:
+        while self._free:
+            buf = self._free.pop()
+            if buf.numel() >= nbytes:
+                return buf
+        return torch.empty(max(nbytes, CHUNK_ELEMENTS * 8), dtype=torch.uint8)
+
+    def give(self, buf: torch.Tensor) -> None:
+        self._free.append(buf)
+
+
 def run_jobs(
     writer: StreamingShardWriter,
     jobs: Iterator[Job],
     pool: ThreadPoolExecutor,
     progress: Callable[[int], object],
+    buffers: OutputBuffers,
 ) -> None:
     """Write jobs in order, keeping up to :data:`WINDOW` compute jobs running ahead. Copies and
     zeros are written as soon as everything before them is; a compute result is waited for only
     when the window is full (or at the end)."""
-    pending: deque[Job | Future] = deque()
+    pending: deque[Job | tuple[Future, torch.Tensor, int]] = deque()
     in_flight = 0
 
     def drain_one() -> None:
         nonlocal in_flight
         item = pending.popleft()
-        if isinstance(item, Future):
+        if isinstance(item, tuple):
+            future, buf, nbytes = item
             in_flight -= 1
-            data = item.result()
-            writer.write(data)
-            progress(memoryview(data).nbytes)
+            future.result()
+            writer.write(buf.numpy()[:nbytes])
+            buffers.give(buf)
+            progress(nbytes)
         elif isinstance(item, Copy):
             writer.copy_range(item.fd, item.offset, item.nbytes)
             progress(item.nbytes)
@@ -225,15 +267,17 @@ def run_jobs(
     try:
         for job in jobs:
             if isinstance(job, Compute):
-                pending.append(pool.submit(job.fn))
+                buf = buffers.take(job.nbytes)
+                view = memoryview(buf.numpy()[: job.nbytes])
+                pending.append((pool.submit(job.fn, view), buf, job.nbytes))
                 in_flight += 1
             else:
                 pending.append(job)
-            while pending and (in_flight >= WINDOW or not isinstance(pending[0], Future)):
+            while pending and (in_flight >= WINDOW or not isinstance(pending[0], tuple)):
                 drain_one()
         while pending:
             drain_one()
     finally:
         for item in pending:
-            if isinstance(item, Future):
-                item.cancel()
+            if isinstance(item, tuple):
+                item[0].cancel()
