@@ -80,6 +80,21 @@ def test_statistics_on_known_values():
     assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486833, abs=1e-6)
 
 
+def test_scale_keys_and_markdown_cells():
+    from moegrow.repro.experiments import Table
+    from moegrow.repro.report import markdown_table
+
+    deeper = replace(SCALE, layers=4)
+    # a base of other depth is another set of runs, in its own folder; the default keeps the
+    # keys of runs made before the option existed
+    assert "layers" not in SCALE.training_key()
+    assert deeper.training_key()["layers"] == 4
+    assert (SCALE.label, deeper.label) == ("test", "test-4layers")
+    table = markdown_table(Table("t", ["mean |cos|", "b"], [[1, "x|y"]]))
+    assert table.splitlines()[2] == "| mean \\|cos\\| | b |"
+    assert table.splitlines()[4] == "| 1 | x\\|y |"
+
+
 def test_spike_and_recovery_on_synthetic_losses():
     # level 2.0; a spike to 3.0 decaying by 0.1 a step
     losses = [3.0 - 0.1 * i for i in range(30)]

@@ -210,7 +210,15 @@ def cmd_demo(a: argparse.Namespace) -> int:
 def cmd_repro(a: argparse.Namespace) -> int:
     from moegrow.repro.runner import run_repro
 
-    run_repro(a.experiment, a.scale, out=a.out, seeds=a.seeds, texts=a.text, device=a.device)
+    run_repro(
+        a.experiment,
+        a.scale,
+        out=a.out,
+        seeds=a.seeds,
+        texts=a.text,
+        device=a.device,
+        layers=a.layers,
+    )
     return 0
 
 
@@ -518,6 +526,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--text", action="append", metavar="PATH/GLOB", help="corpus (default: built-in)"
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--layers",
+        type=int,
+        help="base model layers instead of the preset's (a deeper base for depth growth)",
+    )
     p.set_defaults(func=cmd_repro)
     return parser
 

@@ -9,14 +9,18 @@ from pathlib import Path
 from moegrow.repro.experiments import Outcome, Plot, Table
 
 
+def _cell(value) -> str:
+    return str(value).replace("|", "\\|")
+
+
 def markdown_table(table: Table) -> str:
     lines = [
         f"**{table.title}**",
         "",
-        "| " + " | ".join(table.columns) + " |",
+        "| " + " | ".join(_cell(c) for c in table.columns) + " |",
         "|" + "---|" * len(table.columns),
     ]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in table.rows]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table.rows]
     return "\n".join(lines)
 
 

@@ -13,19 +13,23 @@ from moegrow.repro.report import write_outcome
 from moegrow.repro.runs import RunStore
 from moegrow.repro.scales import get_scale
 
+DEFAULT_OUT = "moegrow-repro"
+
 
 def run_repro(
     experiment: str,
     scale: str = "micro",
     *,
-    out: str | Path = "moegrow-repro",
+    out: str | Path = DEFAULT_OUT,
     seeds: int | None = None,
     texts: list[str] | None = None,
     device: str = "auto",
+    layers: int | None = None,
     progress: bool = True,
     stop_after: int | None = None,
 ) -> list[Outcome]:
-    """Run one experiment (or ``all``) at ``scale``; returns the outcomes it wrote."""
+    """Run one experiment (or ``all``) at ``scale``; returns the outcomes it wrote.
+    ``layers``: a base model of this many layers instead of the preset's (its own runs)."""
     from dataclasses import replace
 
     from transformers.utils import logging as hf_logging
@@ -36,16 +40,18 @@ def run_repro(
         )
     if seeds is not None and seeds < 1:
         raise MoegrowError(f"--seeds must be >= 1, got {seeds}")
+    if layers is not None and layers < 1:
+        raise MoegrowError(f"--layers must be >= 1, got {layers}")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    sc = replace(get_scale(scale), device=device)
-    root = Path(out) / sc.name
+    sc = replace(get_scale(scale), device=device, layers=layers)
+    root = Path(out) / sc.label
     store = RunStore(root, sc, texts=texts, progress=progress, stop_after=stop_after)
     names = list(EXPERIMENTS) if experiment == ALL else [experiment]
     outcomes, pages = [], []
     for name in names:
         n = seeds if seeds is not None else DEFAULT_SEEDS.get(name, 1)
-        command = _command(name, scale, out, seeds, texts)
+        command = _command(name, scale, out, seeds, texts, layers)
         if progress:
             print(f"[repro] {name} at scale {scale}, {n} seed(s)", flush=True)
         t0 = time.perf_counter()
@@ -63,8 +69,14 @@ def run_repro(
     return outcomes
 
 
-def _command(name: str, scale: str, out, seeds: int | None, texts: list[str] | None) -> str:
-    args = ["moegrow", "repro", name, "--scale", scale, "--out", str(out)]
+def _command(
+    name: str, scale: str, out, seeds: int | None, texts: list[str] | None, layers: int | None
+) -> str:
+    args = ["moegrow", "repro", name, "--scale", scale]
+    if str(out) != DEFAULT_OUT:
+        args += ["--out", str(out)]
+    if layers is not None:
+        args += ["--layers", str(layers)]
     if seeds is not None:
         args += ["--seeds", str(seeds)]
     for t in texts or []:

@@ -24,10 +24,13 @@ at equal extra FLOPs.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,6 +42,7 @@ from moegrow.spec import GrowthSpec
 CACHE_VERSION = 1
 KEY_FILE = "key.json"
 RESULT_FILE = "result.json"
+LOCK_FILE = ".lock"
 #: Steps of a base run's training loss averaged into its "level" before a growth point.
 LEVEL_WINDOW = 20
 
@@ -46,6 +50,18 @@ LEVEL_WINDOW = 20
 def digest(key: dict) -> str:
     text = json.dumps(key, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold the run folder's lock: concurrent invocations on one output wait for each other's
+    run instead of training it twice into the same folder."""
+    fd = os.open(folder / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _write_atomic(path: Path, data: dict) -> None:
@@ -157,10 +173,15 @@ class RunStore:
             from moegrow.token_shards import MANIFEST_NAME
 
             folder = self.root / f"data-{digest(self.data_key())}"
-            if not (folder / MANIFEST_NAME).is_file():
-                prepare(
-                    folder, texts=self.texts, vocab_size=self.scale.vocab, progress=self.progress
-                )
+            self.root.mkdir(parents=True, exist_ok=True)
+            with _locked(self.root):
+                if not (folder / MANIFEST_NAME).is_file():
+                    prepare(
+                        folder,
+                        texts=self.texts,
+                        vocab_size=self.scale.vocab,
+                        progress=self.progress,
+                    )
             self._data = folder
         return self._data
 
@@ -185,6 +206,8 @@ class RunStore:
         from moegrow.presets import init_checkpoint
 
         init = folder / "init"
+        if self.scale.layers is not None:
+            overrides = {"num_hidden_layers": self.scale.layers, **(overrides or {})}
         if not init.exists():
             init_checkpoint(
                 init,
@@ -200,9 +223,10 @@ class RunStore:
     def chinchilla_flops(self) -> float:
         """F_c of the base model (the unit of every budget)."""
         if self._fc is None:
-            self._fc = self._report(self._init(self._base_folder("pre"), "pre", 0))[
-                "chinchilla_flops"
-            ]
+            folder = self._base_folder("pre")
+            with _locked(folder):
+                init = self._init(folder, "pre", 0)
+            self._fc = self._report(init)["chinchilla_flops"]
         return self._fc
 
     def _report(self, folder: Path) -> dict:
@@ -227,18 +251,25 @@ class RunStore:
 
     def base(self, point: float, norm: str = "pre") -> Source:
         """The base run's checkpoint at ``point`` x F_c, training the base as far as needed."""
+        if point not in self.scale.points:
+            raise MoegrowError(
+                f"growth point {point} x F_c is not one of the scale's {self.scale.points}"
+            )
+        fc = self.chinchilla_flops  # before taking the lock: it may take the pre base's
+        folder = self._base_folder(norm)
+        with _locked(folder):
+            return self._base_locked(folder, point, norm, fc)
+
+    def _base_locked(self, folder: Path, point: float, norm: str, fc: float) -> Source:
         from moegrow.train import METRICS_FILE, RUN_FILE, train
 
         s = self.scale
-        if point not in s.points:
-            raise MoegrowError(f"growth point {point} x F_c is not one of the scale's {s.points}")
-        folder = self._base_folder(norm)
         init = self._init(folder, norm, seed=0)
         fpt = self._report(init)["flops_per_token"]
-        total = self.steps_for(s.base_fc * self.chinchilla_flops, fpt)
+        total = self.steps_for(s.base_fc * fc, fpt)
         run = folder / "run"
         for p in sorted(q for q in s.points if q <= point):
-            target = self.steps_for(p * self.chinchilla_flops, fpt)
+            target = self.steps_for(p * fc, fpt)
             ckpt = run / f"checkpoint-{target:07d}"
             if ckpt.is_dir():
                 continue
@@ -254,7 +285,7 @@ class RunStore:
                 warmup_steps=s.base_warmup_steps,
                 decay_fraction=s.decay_fraction,
                 seed=0,
-                eval_every=max(self.steps_for(0.25 * self.chinchilla_flops, fpt), 1),
+                eval_every=max(self.steps_for(0.25 * fc, fpt), 1),
                 keep_checkpoints=0,
                 stop_after=min(target - done, self.stop_after or target),
             )
@@ -263,7 +294,7 @@ class RunStore:
             if not ckpt.is_dir():
                 raise RunIncomplete(f"{run}: stopped before step {target}; run again to continue")
         metrics = [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines()]
-        target = self.steps_for(point * self.chinchilla_flops, fpt)
+        target = self.steps_for(point * fc, fpt)
         before = [m for m in metrics if m["step"] <= target]
         level = [m["loss"] for m in before[-LEVEL_WINDOW:]]
         val = [m["val_loss"] for m in before if "val_loss" in m and m["step"] == target]
@@ -305,13 +336,14 @@ class RunStore:
             seed=seed,
         )
         folder = self._folder(key)
-        if (folder / RESULT_FILE).is_file():
-            return RunResult.from_json(json.loads((folder / RESULT_FILE).read_text()))
-        init = folder / "init"
-        if not init.exists():
-            self._say(f"{label}: growing {parent.path}")
-            grow(parent.path, init, spec, progress=False)
-        return self._train("grown", label, key, folder, init, extra_fc, seed, parent.sunk_flops)
+        with _locked(folder):
+            if (folder / RESULT_FILE).is_file():
+                return RunResult.from_json(json.loads((folder / RESULT_FILE).read_text()))
+            init = folder / "init"
+            if not init.exists():
+                self._say(f"{label}: growing {parent.path}")
+                grow(parent.path, init, spec, progress=False)
+            return self._train("grown", label, key, folder, init, extra_fc, seed, parent.sunk_flops)
 
     def scratch(
         self, shape: dict, budget_fc: float, seed: int, label: str, norm: str = "pre"
@@ -319,10 +351,11 @@ class RunStore:
         """The preset with ``shape`` overrides, from scratch, trained with ``budget_fc`` x F_c."""
         key = self._key("scratch", shape=shape, norm=norm, budget_fc=round(budget_fc, 9), seed=seed)
         folder = self._folder(key)
-        if (folder / RESULT_FILE).is_file():
-            return RunResult.from_json(json.loads((folder / RESULT_FILE).read_text()))
-        init = self._init(folder, norm, seed=1000 + seed, overrides=shape)
-        return self._train("scratch", label, key, folder, init, budget_fc, seed, 0.0)
+        with _locked(folder):
+            if (folder / RESULT_FILE).is_file():
+                return RunResult.from_json(json.loads((folder / RESULT_FILE).read_text()))
+            init = self._init(folder, norm, seed=1000 + seed, overrides=shape)
+            return self._train("scratch", label, key, folder, init, budget_fc, seed, 0.0)
 
     def _train(
         self,

@@ -48,13 +48,23 @@ class Scale:
     """Validation evaluations per continued run."""
     eval_tokens: int
     device: str = "auto"
+    layers: int | None = None
+    """Decoder layers of the base model, instead of the preset's (a deeper base for the depth
+    experiments)."""
 
     def training_key(self) -> dict:
         """The fields that change what is trained (the cache key of the runs)."""
         d = asdict(self)
         for k in ("name", "device"):
             d.pop(k)
+        if self.layers is None:
+            d.pop("layers")  # keys of runs made before the option existed stay valid
         return d
+
+    @property
+    def label(self) -> str:
+        """Folder name of this scale's runs and outcomes."""
+        return self.name if self.layers is None else f"{self.name}-{self.layers}layers"
 
     @property
     def decay_start(self) -> float:
