@@ -11,6 +11,7 @@ from tiny_models import read_tensors
 
 from moegrow.errors import GrowthError
 from moegrow.grow import grow
+from moegrow.operators import PartJobs
 from moegrow.plan import build_expert_map
 from moegrow.spec import GrowthSpec
 
@@ -128,6 +129,29 @@ def test_depth_and_width_commute_without_noise(tiny, tmp_path):
     assert all(dw[k].equal(wd[k]) and dw[k].equal(both[k]) for k in dw)
     cfgs = [json.loads((tmp_path / n / "config.json").read_text()) for n in ("dw", "wd", "both")]
     assert cfgs[0] == cfgs[1] == cfgs[2]
+
+
+@pytest.mark.parametrize("family", ["mixtral", "gpt_oss"])
+def test_with_noise_both_at_once_is_width_then_depth(tiny, tmp_path, family, monkeypatch):
+    """Noise is seeded by a tensor's name in the width growth of the source, so growing both at
+    once gives the bytes of width, then depth (in any sharding): a layer's copies are identical,
+    noise included, and are copied from the output rather than computed again."""
+    noised = []
+    draw = PartJobs._noised
+    monkeypatch.setattr(PartJobs, "_noised", lambda *a: noised.append(1) or draw(*a))
+    src = tiny(family, num_layers=2)
+    both = GrowthSpec(depth=2, width=2, noise=0.01, seed=3)
+    grow(src, tmp_path / "w", GrowthSpec(width=2, noise=0.01, seed=3), progress=False)
+    width_chunks = len(noised)
+    grow(tmp_path / "w", tmp_path / "wd", GrowthSpec(depth=2), progress=False)
+    grow(src, tmp_path / "both", both, progress=False)
+    assert len(noised) == 2 * width_chunks > 0  # each noised chunk computed once
+    grow(src, tmp_path / "sharded", both, progress=False, max_shard_size="30KB")
+    wd, b, sharded = (read_tensors(tmp_path / n) for n in ("wd", "both", "sharded"))
+    assert wd.keys() == b.keys() == sharded.keys()
+    assert all(wd[k].equal(b[k]) and b[k].equal(sharded[k]) for k in b)
+    copies = [k for k in b if k.startswith("model.layers.1.")]
+    assert copies and all(b[k].equal(b[k.replace(".1.", ".0.", 1)]) for k in copies)
 
 
 def test_random_router_and_keep_top_k(tiny, tmp_path):

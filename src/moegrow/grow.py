@@ -24,6 +24,7 @@ from moegrow import __version__
 from moegrow.atomic import partial_dir, replace_dir
 from moegrow.card import CARD_NAME, ledger_of, sha256_file, write_json
 from moegrow.checkpoint import CONFIG_NAME, INDEX_FILE, SINGLE_FILE, Checkpoint
+from moegrow.config_edit import num_layers
 from moegrow.errors import GrowthError
 from moegrow.flops import param_stats
 from moegrow.operators import COMPUTE_THREADS, OutputBuffers, PartJobs, run_jobs
@@ -152,20 +153,27 @@ def _write_shards(
 
     names = shard_names(len(shards))
     bar = tqdm(total=plan.bytes_out, unit="B", unit_scale=True, desc="grow", disable=not progress)
-    part_jobs = PartJobs(ckpt, plan.spec.noise, plan.spec.seed)
+    part_jobs = PartJobs(ckpt, plan.spec.noise, plan.spec.seed, lambda n: seed_name(plan, n))
     buffers = OutputBuffers()
     weight_map = {}
     with bar, ThreadPoolExecutor(COMPUTE_THREADS) as pool:
-        for shard_name, tensors in zip(names, shards):
-            entries = [(t.name, t.dtype, t.shape) for t in tensors]
-            writer = StreamingShardWriter(folder / shard_name, entries, {"format": "pt"})
-            try:
-                jobs = (job for t in tensors for job in part_jobs.jobs(t))
-                run_jobs(writer, jobs, pool, bar.update, buffers)
-                writer.finish()
-            finally:
-                writer.close()
-            weight_map.update((t.name, shard_name) for t in tensors)
+        try:
+            for shard_name, tensors in zip(names, shards):
+                entries = [(t.name, t.dtype, t.shape) for t in tensors]
+                writer = StreamingShardWriter(folder / shard_name, entries, {"format": "pt"})
+                try:
+                    jobs = (
+                        job
+                        for t in tensors
+                        for job in part_jobs.jobs(t, writer.path, writer.file_offsets[t.name])
+                    )
+                    run_jobs(writer, jobs, pool, bar.update, buffers)
+                    writer.finish()
+                finally:
+                    writer.close()
+                weight_map.update((t.name, shard_name) for t in tensors)
+        finally:
+            part_jobs.close()
     if len(shards) > 1:
         stats = param_stats(
             ((t.name, t.dtype, t.shape) for t in plan.tensors), plan.family, plan.config
@@ -175,6 +183,22 @@ def _write_shards(
             "weight_map": dict(sorted(weight_map.items())),
         }
         write_json(folder / INDEX_FILE, index)
+
+
+def seed_name(plan: Plan, name: str) -> str:
+    """The name of an output tensor in the width growth of the source alone: a layer tensor's
+    index is replaced by that of the source layer it copies. It seeds the tensor's noise and
+    random rows, so that growing depth and width at once gives the bytes of growing width, then
+    depth: the copies of a layer are identical, noise included."""
+    m = plan.family.layer_regex.match(name)
+    if m is None:
+        return name
+    j, grown = int(m.group("i")), len(plan.layer_map)
+    if j < grown:
+        source = plan.layer_map[j]
+    else:  # multi-token-prediction layers follow the model's layers, re-indexed
+        source = j - grown + num_layers(plan.source_config, plan.family)
+    return f"{plan.family.layer_prefix}{source}.{m.group('rest')}"
 
 
 def growth_card(plan: Plan, source_hashes: dict[str, str], num_shards: int) -> dict:

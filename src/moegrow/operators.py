@@ -9,8 +9,12 @@ append bytes to the shard being written, in order:
   thread pool ahead of the writer (torch kernels and ``pread`` release the GIL), into one of a
   few output buffers reused once written.
 
-Noise for a chunk is drawn from a generator seeded by (seed, output tensor name, part, chunk), so
-the bytes do not depend on the order or the parallelism in which chunks are computed.
+Noise for a chunk is drawn from a generator seeded by (seed, seed name of the tensor, part,
+chunk), so the bytes do not depend on the order or the parallelism in which chunks are computed.
+The seed name is the tensor's name in the width growth of the source alone (see
+:func:`moegrow.grow.seed_name`): the copies of a layer made by depth growth then have the same
+bytes, as if depth were grown after width, and only the first is computed; the others are copied
+from where it was written.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from threading import Lock
 
 import torch
@@ -75,16 +80,36 @@ def noise_seed(seed: int, tensor: str, part: int, chunk: int) -> int:
 class PartJobs:
     """Turns the parts of output tensors into jobs."""
 
-    def __init__(self, ckpt: Checkpoint, noise: float, seed: int):
+    def __init__(
+        self,
+        ckpt: Checkpoint,
+        noise: float,
+        seed: int,
+        seed_name: Callable[[str], str] = lambda name: name,
+    ):
         self.ckpt = ckpt
         self.noise = noise
         self.seed = seed
+        self.seed_name = seed_name
+        """The name that seeds an output tensor's noise and random rows."""
         self._std: dict[tuple[str, int, int], float] = {}
         self._lock = Lock()
         self._key_locks: dict[tuple[str, int, int], Lock] = {}
         self._local = threading.local()
+        self._written: dict[tuple, tuple[Path, int]] = {}
+        self._output_fds: dict[Path, int] = {}
 
-    def jobs(self, t: OutTensor) -> Iterator[Job]:
+    def jobs(self, t: OutTensor, path: Path, offset: int) -> Iterator[Job]:
+        """The jobs that write ``t``, whose bytes go at ``offset`` of the output file ``path``.
+        A computed tensor with the same parts and seed name as one written before has the same
+        bytes: they are copied from that one (in the kernel, from the page cache)."""
+        key = self._repeat_key(t)
+        if key is not None:
+            if key in self._written:
+                first_path, first_offset = self._written[key]
+                yield Copy(self._output_fd(first_path), first_offset, t.nbytes)
+                return
+            self._written[key] = (path, offset)
         out_row = t.nbytes // t.shape[0] if t.shape and t.shape[0] else t.nbytes
         for index, part in enumerate(t.parts):
             if part.op == "zero":
@@ -93,6 +118,24 @@ class PartJobs:
                 yield from self._random(t, index, part, part.rows * out_row)
             else:
                 yield from self._from_source(t, index, part)
+
+    def _repeat_key(self, t: OutTensor) -> tuple | None:
+        """What the bytes of a computed tensor depend on (None for plain copies and zeros,
+        which cost no more to write again)."""
+        if all(p.op in ("copy", "zero") and p.scale == 1.0 for p in t.parts):
+            return None
+        return self.seed_name(t.name), t.dtype, t.shape, tuple(t.parts)
+
+    def _output_fd(self, path: Path) -> int:
+        if path not in self._output_fds:
+            self._output_fds[path] = os.open(path, os.O_RDONLY)
+        return self._output_fds[path]
+
+    def close(self) -> None:
+        """Close the output files opened to copy repeated tensors from."""
+        for fd in self._output_fds.values():
+            os.close(fd)
+        self._output_fds.clear()
 
     def _byte_range(self, part: Part) -> tuple[int, int]:
         info = self.ckpt.tensors[part.source]  # type: ignore[index]
@@ -120,7 +163,7 @@ class PartJobs:
                 self.ckpt.read_into(info.name, pos, raw)
                 x = to_torch(raw, info.dtype)
                 if part.op == "noise":
-                    seed = noise_seed(self.seed, t.name, index, chunk)
+                    seed = noise_seed(self.seed, self.seed_name(t.name), index, chunk)
                     x = self._noised(x, std, torch.Generator().manual_seed(seed))
                 if part.scale != 1.0:
                     x = _scaled(x, part.scale, info.name)
@@ -190,7 +233,8 @@ class PartJobs:
         for chunk, pos in enumerate(range(0, nbytes, step)):
 
             def fn(out: memoryview, chunk=chunk) -> None:
-                gen = torch.Generator().manual_seed(noise_seed(self.seed, t.name, index, chunk))
+                seed = noise_seed(self.seed, self.seed_name(t.name), index, chunk)
+                gen = torch.Generator().manual_seed(seed)
                 dest = to_torch(out, t.dtype)
                 values = self._buffers()[2][: dest.numel()]  # float32 samples
                 dest.copy_(values.normal_(0.0, part.std, generator=gen))

@@ -240,6 +240,7 @@ class StreamingShardWriter:
         if metadata:
             header["__metadata__"] = dict(metadata)
         offset = 0
+        starts = {}
         for name, dtype, shape in entries:
             nbytes = numel(shape) * DTYPE_SIZES[dtype]
             header[name] = {
@@ -247,9 +248,12 @@ class StreamingShardWriter:
                 "shape": list(shape),
                 "data_offsets": [offset, offset + nbytes],
             }
+            starts[name] = offset
             offset += nbytes
         raw = json.dumps(header, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)  # pad so that tensor data starts 8-byte aligned
+        self.file_offsets = {name: 8 + len(raw) + start for name, start in starts.items()}
+        """Where each tensor's bytes start in the file."""
         self.data_bytes = offset
         self.written = 0
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

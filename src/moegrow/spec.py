@@ -47,7 +47,8 @@ class GrowthSpec:
     """``copy``: copied router rows (+ noise); ``random``: N(0, 0.02^2) rows and zero biases for
     the new experts."""
     seed: int = 0
-    """Seed of the noise; each tensor's noise is seeded by (seed, tensor name)."""
+    """Seed of the noise; each tensor's noise is seeded by (seed, the tensor's name in the width
+    growth of the source), so the copies of a layer under depth growth carry the same noise."""
 
     def __post_init__(self) -> None:
         _check_int("--depth", self.depth, minimum=1)
