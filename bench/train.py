@@ -25,6 +25,10 @@ step times. MFU = tokens/s x FLOPs per token (:mod:`moegrow.flops`, the same for
 loop) / the fp32 matmul peak measured once in this process
 (:func:`moegrow.perf.measured_matmul_peak`), so MFU ratios equal throughput ratios.
 
+With ``--device cuda`` every loop runs on the GPU with bf16 autocast (weights and optimizer in
+float32, as ``moegrow train`` does there), step times include a device synchronisation, and MFU
+is against the bf16 peak of 8192^3 matmuls measured in the same process.
+
 Run (about five minutes on two idle cores)::
 
     .venv/bin/python bench/train.py
@@ -62,8 +66,9 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET = 1.0
 LOOPS = ("moegrow", "plain", "plain-eager")
 DESCRIPTIONS = {
-    "moegrow": "moegrow.train.train(): forward with router logits, CE + balance loss, expert "
-    "loads, backward, clip 1.0, AdamW (no decay on norms), LR schedule, metrics JSONL line",
+    "moegrow": "moegrow.train.train(): forward with router logits, fused head + CE (lm_loss.py) "
+    "+ balance loss, expert loads, backward, clip 1.0, fused AdamW (no decay on norms), LR "
+    "schedule, metrics JSONL line",
     "plain": "from_pretrained (transformers' default experts kernel), model(input_ids, labels) "
     "loss, backward, clip 1.0, AdamW(0.9, 0.95, wd 0.1) step, zero_grad, loss.item()",
     "plain-eager": "the plain loop with experts_implementation='eager'",
@@ -98,6 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="steps dropped from each run")
     p.add_argument("--repeats", type=int, default=2, help="runs of each loop per preset")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="cuda: every loop runs on the GPU with bf16 autocast; MFU against the bf16 peak",
+    )
     args = p.parse_args(argv)
     if min(args.tiny_steps, args.small_steps) < args.warmup + 2:
         p.error("every preset needs at least --warmup + 2 steps")
@@ -131,9 +142,9 @@ def model_stats(model_dir: Path) -> ParamStats:
         return param_stats(tensors, family_for(ckpt.config), ckpt.config)
 
 
-def moegrow_experts(model_dir: Path) -> str:
-    """The experts implementation ``moegrow train`` loads ``model_dir`` with on a CPU."""
-    return moegrow.loading.load_model(model_dir, torch.device("cpu")).config._experts_implementation
+def moegrow_experts(model_dir: Path, device: torch.device) -> str:
+    """The experts implementation ``moegrow train`` loads ``model_dir`` with on ``device``."""
+    return moegrow.loading.load_model(model_dir, device).config._experts_implementation
 
 
 def token_blocks(data_dir: Path, steps: int, batch: int, seq_len: int) -> list[torch.Tensor]:
@@ -150,13 +161,14 @@ def token_blocks(data_dir: Path, steps: int, batch: int, seq_len: int) -> list[t
 class PlainLoop:
     """A plain transformers + AdamW training loop that runs one timed step per call."""
 
-    def __init__(self, model_dir: Path, experts: str | None):
+    def __init__(self, model_dir: Path, experts: str | None, device: torch.device):
         """``experts``: the experts implementation to ask for (None: transformers' default)."""
         from transformers import AutoModelForCausalLM
 
         kwargs = {"experts_implementation": experts} if experts else {}
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **kwargs)
-        self.model.train()
+        self.model.to(device).train()
+        self.device = device
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=LR, betas=(0.9, 0.95), weight_decay=0.1
         )
@@ -167,9 +179,11 @@ class PlainLoop:
     def step(self, rows: torch.Tensor) -> None:
         """One optimizer step on the ``[batch, seq_len + 1]`` token block ``rows``."""
         t0 = time.perf_counter()
+        rows = rows.to(self.device)
         inputs, targets = rows[:, :-1], rows[:, 1:].contiguous()
         # shift_labels: predict rows[:, 1:], every position of the block, as moegrow does.
-        out = self.model(input_ids=inputs, labels=inputs, shift_labels=targets, use_cache=False)
+        with torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
+            out = self.model(input_ids=inputs, labels=inputs, shift_labels=targets, use_cache=False)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
@@ -188,12 +202,15 @@ def interleaved_run(
     The plain steps run inside the loop's call of ``lr_at``, so moegrow's own ``tokens_per_s``
     and ``mfu`` metrics include them; the times returned here do not."""
     blocks = token_blocks(data_dir, steps, args.batch_size, args.seq_len)
+    device = torch.device(args.device)
     lr_at = moegrow.train.lr_at
     times: list[float] = []
     resumed: float | None = None  # when the current moegrow step resumed after the plain steps
 
     def interleave(step: int, **kwargs) -> float:
         nonlocal resumed
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # a step's time includes all of its kernels
         if resumed is not None:
             times.append(time.perf_counter() - resumed)
         for plain in plains if step % 2 == 0 else plains[::-1]:
@@ -208,7 +225,7 @@ def interleaved_run(
         lr=LR,
         seed=SEED,
         eval_tokens=args.batch_size * args.seq_len,
-        device="cpu",
+        device=args.device,
         progress=False,
     )
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -233,9 +250,13 @@ def bench_preset(preset: str, data_dir: Path, peak: float, args) -> dict:
     stats = model_stats(model_dir)
     flops_per_token = stats.flops_per_token(args.seq_len)
     steps = args.tiny_steps if preset == "tiny" else args.small_steps
+    device = torch.device(args.device)
     repeat_medians: dict[str, list[float]] = {loop: [] for loop in LOOPS}
     for r in range(args.repeats):
-        plains = {"plain": PlainLoop(model_dir, None), "plain-eager": PlainLoop(model_dir, "eager")}
+        plains = {
+            "plain": PlainLoop(model_dir, None, device),
+            "plain-eager": PlainLoop(model_dir, "eager", device),
+        }
         run_dir = work / "runs" / preset
         moegrow_times, moegrow_loss = interleaved_run(
             model_dir, data_dir, run_dir, list(plains.values()), steps, args
@@ -246,7 +267,9 @@ def bench_preset(preset: str, data_dir: Path, peak: float, args) -> dict:
         medians = ", ".join(f"{k} {v[-1]:.4f} s" for k, v in repeat_medians.items())
         print(f"  {preset} repeat {r + 1}: median step {medians}")
     first_loss = {"moegrow": moegrow_loss} | {k: p.losses[0] for k, p in plains.items()}
-    experts = {"moegrow": moegrow_experts(model_dir)} | {k: p.experts for k, p in plains.items()}
+    experts = {"moegrow": moegrow_experts(model_dir, device)} | {
+        k: p.experts for k, p in plains.items()
+    }
     tokens_per_step = args.batch_size * args.seq_len
     loops = {}
     for loop in LOOPS:
@@ -273,14 +296,15 @@ def bench_preset(preset: str, data_dir: Path, peak: float, args) -> dict:
     }
 
 
-def print_table(rows: list[dict], peak: float) -> None:
+def print_table(rows: list[dict], peak: float, device: str) -> None:
     """The results as a fixed-width table."""
     header = (
         f"{'preset':<7}{'params total/active':>22}{'tok/s moegrow':>15}{'tok/s plain':>13}"
         f"{'tok/s eager':>13}{'x plain':>9}{'x eager':>9}{'MFU moegrow':>13}{'MFU plain':>11}"
         f"{'MFU eager':>11}"
     )
-    print(f"\nfp32 matmul peak (1024^3, measured in this run): {peak / 1e9:.1f} GFLOP/s")
+    kind = "bf16 matmul peak (8192^3" if device == "cuda" else "fp32 matmul peak (1024^3"
+    print(f"\n{kind}, measured in this run): {peak / 1e9:.1f} GFLOP/s")
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -313,17 +337,19 @@ def main(argv: list[str] | None = None) -> None:
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     data_dir = args.data.resolve() if args.data else pydoc_data(work, args.vocab)
-    peak = measured_matmul_peak("cpu", torch.float32, seconds=2.0)
+    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    peak = measured_matmul_peak(args.device, dtype, seconds=2.0)
     print(
         f"data {data_dir}; batch {args.batch_size} x seq {args.seq_len}; "
         f"{torch.get_num_threads()} threads; warm-up {args.warmup} steps; "
         f"{args.repeats} repeats"
     )
     rows = [bench_preset(preset, data_dir, peak, args) for preset in args.presets]
-    print_table(rows, peak)
+    print_table(rows, peak, args.device)
     report = {
         "machine": platform.platform(),
         "processor": platform.processor(),
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "data": str(data_dir),
@@ -336,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
         "loops": DESCRIPTIONS,
         "presets": rows,
     }
-    out = work / "train_bench.json"
+    out = work / ("train_bench.json" if args.device == "cpu" else "train_bench_cuda.json")
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -61,3 +61,29 @@ def run_cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A prepared data folder made from the standard library's pydoc topics (no download)."""
+    import pydoc_data.topics
+
+    from moegrow.data import prepare
+
+    root = tmp_path_factory.mktemp("corpus")
+    texts = root / "texts"
+    texts.mkdir()
+    for i, (name, text) in enumerate(sorted(pydoc_data.topics.topics.items())):
+        (texts / f"{i:03d}-{name}.txt").write_text(text)
+    out = root / "data"
+    prepare(out, texts=[str(texts / "*.txt")], vocab_size=512, val_fraction=0.1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def base_model(tmp_path_factory, data_dir):
+    """A freshly initialised tiny-preset checkpoint with the vocabulary of ``data_dir``."""
+    from moegrow.presets import init_checkpoint
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    return init_checkpoint(out, "tiny", tokenizer=str(data_dir), seed=0)

@@ -237,6 +237,9 @@ def test_killed_process_leaves_nothing(tmp_path, sig):
         [sys.executable, "-m", "moegrow", "grow", str(src), str(out), "--width", "4", "--quiet"],
         stderr=subprocess.PIPE,
         text=True,
+        # A shell starts background jobs with SIGINT ignored, and children inherit that: give
+        # the grower the default disposition a terminal's Ctrl-C reaches.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 60
     while not any("moegrow-partial" in q.name for q in tmp_path.iterdir()):

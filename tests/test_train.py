@@ -21,31 +21,6 @@ from moegrow.train import TrainOptions, train
 FAST = dict(seq_len=32, batch_size=8, lr=3e-3, progress=False, eval_tokens=2048)
 
 
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
-    """A prepared data folder made from the standard library's pydoc topics (no download)."""
-    import pydoc_data.topics
-
-    from moegrow.data import prepare
-
-    root = tmp_path_factory.mktemp("corpus")
-    texts = root / "texts"
-    texts.mkdir()
-    for i, (name, text) in enumerate(sorted(pydoc_data.topics.topics.items())):
-        (texts / f"{i:03d}-{name}.txt").write_text(text)
-    out = root / "data"
-    prepare(out, texts=[str(texts / "*.txt")], vocab_size=512, val_fraction=0.1, progress=False)
-    return out
-
-
-@pytest.fixture(scope="session")
-def base_model(tmp_path_factory, data_dir):
-    from moegrow.presets import init_checkpoint
-
-    out = tmp_path_factory.mktemp("models") / "tiny"
-    return init_checkpoint(out, "tiny", tokenizer=str(data_dir), seed=0)
-
-
 def _losses(run):
     return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 

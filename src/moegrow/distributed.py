@@ -74,7 +74,10 @@ def all_sum(values: list[float]) -> list[float]:
     """Sum floats over processes."""
     if world()[1] == 1:
         return values
-    t = torch.tensor(values, dtype=torch.float64)
+    # NCCL reduces only tensors on the rank's GPU; gloo those on the CPU.
+    on_gpu = dist.get_backend() == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else None
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
 

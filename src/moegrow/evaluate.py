@@ -11,10 +11,10 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from moegrow import distributed as ddp
 from moegrow.errors import MoegrowError
+from moegrow.lm_loss import NextTokenLoss
 from moegrow.router_stats import RouterCapture, RouterKind, balance_metrics, expert_loads
 
 
@@ -43,9 +43,11 @@ def validation_loss(
     biases: list | None = None,
     capture: RouterCapture | None = None,
     autocast: bool = False,
+    next_token_loss: NextTokenLoss | None = None,
 ) -> dict:
     """Mean next-token loss over the first ``tokens`` validation tokens (all processes), with
-    router balance metrics when ``kind`` and the model's router ``capture`` are given."""
+    router balance metrics when ``kind`` and the model's router ``capture`` are given.
+    ``next_token_loss``: the model's loss (default: one made for ``model``)."""
     if len(split) < seq_len + 1:
         raise MoegrowError(
             f"validation split has {len(split)} tokens, fewer than one window of {seq_len + 1}"
@@ -57,12 +59,12 @@ def validation_loss(
     for starts in eval_windows(len(split), seq_len, tokens, batch):
         rows = torch.stack([torch.from_numpy(split.window(s, seq_len + 1)) for s in starts])
         rows = rows.long().to(device)
+        if next_token_loss is None:
+            next_token_loss = NextTokenLoss(model, rows[:1, :-1], fused=ddp.world()[1] == 1)
+            if capture is not None:
+                capture.take()  # the check's forward passes
         with torch.autocast("cuda", torch.bfloat16, enabled=autocast):
-            out = model(input_ids=rows[:, :-1], use_cache=False)
-        logits = out.logits.float()
-        total += F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), rows[:, 1:].reshape(-1), reduction="sum"
-        ).item()
+            total += next_token_loss(rows[:, :-1], rows[:, 1:]).item()
         count += rows[:, 1:].numel()
         router_logits = capture.take() if capture is not None else ()
         if kind is not None and router_logits:

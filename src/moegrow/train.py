@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from moegrow import distributed as ddp
 from moegrow.card import CARD_NAME, write_json
@@ -28,6 +27,7 @@ from moegrow.errors import MoegrowError
 from moegrow.families import family_for
 from moegrow.flops import param_stats
 from moegrow.ledger import with_stage
+from moegrow.lm_loss import NextTokenLoss
 from moegrow.loading import load_model, pick_device
 from moegrow.perf import measured_matmul_peak
 from moegrow.router_stats import (
@@ -218,8 +218,13 @@ def train(
     if coef is None:
         coef = float(config.get("router_aux_loss_coef") or 0.0) if kind else 0.0
     ddp.shard(model)
+    # The fused kernel updates every parameter in one call (CPU and CUDA): on the tiny preset
+    # the per-tensor loop of the default implementation costs several ms a step.
     optimizer = torch.optim.AdamW(
-        _param_groups(model, opts.weight_decay), lr=opts.lr, betas=(opts.beta1, opts.beta2)
+        _param_groups(model, opts.weight_decay),
+        lr=opts.lr,
+        betas=(opts.beta1, opts.beta2),
+        fused=device.type in ("cpu", "cuda"),
     )
     step = 0
     if restored is not None:
@@ -227,8 +232,12 @@ def train(
         ddp.load_optimizer(model, optimizer, optim_state)
         torch.set_rng_state(rng)
         step = state["step"]
-    forward = torch.compile(model) if opts.compile else model
     sampler = BlockSampler(data.split("train"), opts.seq_len, opts.seed)
+    next_token_loss = NextTokenLoss(
+        model, sampler.rows(0, 1)[:, :-1].to(device), compile=opts.compile, fused=world_size == 1
+    )
+    if capture is not None:
+        capture.take()  # the check's forward passes
     val = data.split("val")
     peak = measured_matmul_peak(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     metrics_path = run / METRICS_FILE
@@ -296,15 +305,16 @@ def train(
             )
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            ce_sum = aux_sum = 0.0
+            # Losses stay on the device until the step is done: reading them earlier would make
+            # the host wait for each forward pass before it can queue the backward pass.
+            ce_sum = torch.zeros((), device=device)
+            aux_sum = torch.zeros((), device=device)
             step_loads = None
             for m in range(opts.grad_accum):
                 first = step * opts.batch_size + m * micro * world_size + rank * micro
                 rows = sampler.rows(first, micro).to(device)
                 with torch.autocast("cuda", torch.bfloat16, enabled=autocast):
-                    out = forward(input_ids=rows[:, :-1], use_cache=False)
-                logits = out.logits.float()
-                ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), rows[:, 1:].reshape(-1))
+                    ce = next_token_loss(rows[:, :-1], rows[:, 1:]) / rows[:, 1:].numel()
                 loss = ce
                 router_logits = capture.take() if capture is not None else ()
                 if router_logits:
@@ -312,9 +322,9 @@ def train(
                     step_loads = loads if step_loads is None else step_loads + loads
                     aux = balance_loss(router_logits, kind, loads)
                     loss = loss + coef * aux
-                    aux_sum += aux.item()
+                    aux_sum += aux.detach()
                 (loss / opts.grad_accum).backward()
-                ce_sum += ce.item()
+                ce_sum += ce.detach()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -326,7 +336,8 @@ def train(
                 update_expert_biases(biases, step_loads, opts.expert_bias_rate)
             step += 1
             ce_mean, aux_mean = (
-                v / (opts.grad_accum * world_size) for v in ddp.all_sum([ce_sum, aux_sum])
+                v / (opts.grad_accum * world_size)
+                for v in ddp.all_sum([ce_sum.item(), aux_sum.item()])
             )
             dt = time.perf_counter() - t0
             record = {
@@ -349,6 +360,7 @@ def train(
                 ev = validation_loss(
                     model,
                     val,
+                    next_token_loss=next_token_loss,
                     seq_len=opts.seq_len,
                     tokens=opts.eval_tokens,
                     batch=micro,

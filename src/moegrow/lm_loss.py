@@ -1,0 +1,157 @@
+"""The next-token loss of a causal LM, computed from its last hidden states chunk by chunk.
+
+A transformers ``...ForCausalLM`` writes the logits of every position (``tokens x vocab``
+float32: 64 MiB for 2048 tokens of a vocabulary of 8192), then cross-entropy reads them, writes
+log-probabilities, and the backward pass reads and writes them again. On a CPU that memory
+traffic, not arithmetic, dominates small models: on the ``tiny`` preset the head and its loss
+took about 80% of a training step. :func:`linear_cross_entropy` instead takes the hidden states
+and the head's weight and, for one chunk of tokens at a time, computes the logits, their
+log-sum-exp and the loss, and at once the gradient of the loss with respect to the chunk's
+hidden states and the head's weight (softmax minus one-hot), so the logits never exist for the
+whole batch and are read while they are still in cache. The backward pass only scales the
+gradients already computed. This is the fused linear cross-entropy of Liger Kernel
+(arXiv 2410.10989) and of Cut Cross-Entropy (arXiv 2411.09009), written here for PyTorch
+tensors on any device.
+
+:class:`NextTokenLoss` uses it only where the model's logits are exactly its base model's last
+hidden states times the head's weight (a bias-free ``nn.Linear``, no logit scaling or soft-
+capping), which it checks numerically on a sample before trusting it; otherwise, and under
+FSDP (where the head's weight is sharded outside the model's own forward), it computes the
+loss from the model's logits as usual.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# Logits of one chunk, in bytes: small enough for a CPU's caches, large enough for a GPU to
+# see the whole batch at once.
+CHUNK_BYTES = {"cpu": 16 << 20, "cuda": 1 << 30}
+CHECK_RTOL = 1e-4
+
+
+def _chunk_tokens(device: torch.device, vocab: int) -> int:
+    return max(1, CHUNK_BYTES.get(device.type, 1 << 30) // (4 * vocab))
+
+
+def _compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
+    """The dtype autocast would run the head's matmul in (``dtype`` when autocast is off)."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return dtype
+
+
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Logits, softmax and the head's gradient: float32, or float64 for float64 inputs."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of ``hidden @ weight.T`` against ``targets``; the gradients are
+    computed in the forward pass, chunk by chunk (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, dtype):
+        n = hidden.shape[0]
+        acc = _accumulation_dtype(dtype)
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros_like(weight, dtype=acc)
+        total = torch.zeros((), dtype=torch.float64, device=hidden.device)
+        w = weight.to(dtype)
+        step = _chunk_tokens(hidden.device, weight.shape[0])
+        with torch.autocast(hidden.device.type, enabled=False):
+            for start in range(0, n, step):
+                h = hidden[start : start + step].to(dtype)
+                t = targets[start : start + step]
+                logits = (h @ w.T).to(acc)
+                lse = torch.logsumexp(logits, dim=-1)
+                total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+                probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+                probs[torch.arange(len(t), device=t.device), t] -= 1.0  # d loss / d logits
+                g = probs.to(dtype)
+                grad_hidden[start : start + step] = g @ w
+                if dtype == acc:
+                    grad_weight.addmm_(g.T, h)
+                else:
+                    grad_weight += (g.T @ h).to(acc)
+        ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
+        return total.to(acc)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return grad_hidden * grad_output, grad_weight * grad_output, None, None
+
+
+@torch.no_grad()
+def _chunked_loss_sum(hidden, weight, targets, dtype) -> torch.Tensor:
+    total = torch.zeros((), dtype=torch.float64, device=hidden.device)
+    w = weight.to(dtype)
+    step = _chunk_tokens(hidden.device, weight.shape[0])
+    with torch.autocast(hidden.device.type, enabled=False):
+        for start in range(0, hidden.shape[0], step):
+            logits = (hidden[start : start + step].to(dtype) @ w.T).to(_accumulation_dtype(dtype))
+            t = targets[start : start + step]
+            total += (torch.logsumexp(logits, -1) - logits.gather(1, t[:, None]).squeeze(1)).sum()
+    return total.to(_accumulation_dtype(dtype))
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """``F.cross_entropy(hidden @ weight.T, targets, reduction="sum")`` without materialising
+    the logits. ``hidden``: ``[N, H]``; ``weight``: ``[V, H]``; ``targets``: ``[N]``. Under
+    autocast the matmuls run in its dtype; log-sum-exp and the sum in float32 at least."""
+    dtype = _compute_dtype(hidden.device, weight.dtype)
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        return _LinearCrossEntropy.apply(hidden, weight, targets, dtype)
+    return _chunked_loss_sum(hidden, weight, targets, dtype)
+
+
+class NextTokenLoss:
+    """``loss(input_ids, targets)`` -> summed next-token cross-entropy of ``model`` (call it
+    under the same autocast as a forward pass). Each call is one forward pass of the model, as
+    router hooks see it; the check at construction runs two more, which callers that collect
+    router logits discard."""
+
+    def __init__(self, model, sample_ids: torch.Tensor, *, compile: bool = False, fused=True):
+        """``sample_ids``: a ``[rows, T]`` batch on the model's device, used once to check that
+        the fused head reproduces the model's logits; ``fused=False`` always uses the logits
+        (required under FSDP, whose sharded head weight is whole only inside the model's own
+        forward)."""
+        self.model = model
+        self.head = model.get_output_embeddings()
+        self.body = getattr(model, "base_model", None)
+        self.fused = fused and self._fused_head_matches(sample_ids[:1])
+        target = self.body if self.fused else model
+        self.forward = torch.compile(target) if compile else target
+
+    @torch.no_grad()
+    def _fused_head_matches(self, sample_ids: torch.Tensor) -> bool:
+        head, body = self.head, self.body
+        if not (isinstance(head, torch.nn.Linear) and head.bias is None) or body is self.model:
+            return False
+        if body is None:
+            return False
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            ref = self.model(input_ids=sample_ids, use_cache=False).logits.float()
+            hidden = body(input_ids=sample_ids, use_cache=False).last_hidden_state
+            ours = (hidden @ head.weight.T).float()
+        finally:
+            self.model.train(was_training)
+        if ours.shape != ref.shape:
+            return False
+        return bool(torch.allclose(ours, ref, rtol=CHECK_RTOL, atol=CHECK_RTOL * ref.abs().max()))
+
+    def __call__(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        targets = targets.reshape(-1)
+        if self.fused:
+            hidden = self.forward(input_ids=input_ids, use_cache=False).last_hidden_state
+            return linear_cross_entropy(
+                hidden.reshape(-1, hidden.shape[-1]), self.head.weight, targets
+            )
+        logits = self.forward(input_ids=input_ids, use_cache=False).logits.float()
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, reduction="sum")
