@@ -33,7 +33,9 @@ def _rel(a: float, b: float) -> float:
 def test_cuda_training_agrees_with_cpu_and_lowers_loss(base_model, data_dir, tmp_path):
     opts = dict(tokens=30 * 8 * 32, **FAST)
     cpu = train(base_model, data_dir, tmp_path / "cpu", TrainOptions(**opts, device="cpu"))
+    tf32 = torch.backends.cuda.matmul.allow_tf32
     gpu = train(base_model, data_dir, tmp_path / "gpu", TrainOptions(**opts, device="cuda"))
+    assert torch.backends.cuda.matmul.allow_tf32 == tf32  # TF32 only while training
     before = evaluate(base_model, data_dir, seq_len=32, tokens=2048, device="cuda")["val_loss"]
     assert gpu.val_loss < before - 0.5, (before, gpu.val_loss)
     first_cpu, first_gpu = cpu.metrics[0]["loss"], gpu.metrics[0]["loss"]

@@ -15,6 +15,8 @@ import json
 import math
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -120,6 +122,23 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+
+
+@contextmanager
+def _tf32_matmuls(device: torch.device) -> Iterator[None]:
+    """On CUDA, let float32 matmuls use TF32 tensor cores while training. Autocast runs
+    ``nn.Linear`` in bf16, but transformers' ``grouped_mm`` experts kernel is not autocast-aware
+    and multiplies in the weights' float32: without TF32 the experts, most of an MoE's FLOPs,
+    run on the GPU's plain float32 units (``bench/experts_gpu.py``)."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 class _StopRequest:
@@ -291,7 +310,7 @@ def train(
         disable=not opts.progress or rank != 0,
     )
     stopped = False
-    with _StopRequest() as stop, bar:
+    with _StopRequest() as stop, bar, _tf32_matmuls(device):
         while step < total_steps:
             t0 = time.perf_counter()
             lr = lr_at(
