@@ -9,6 +9,8 @@ of forward + backward under bf16 autocast with
 
 * ``fp32``: the experts' matmuls in full float32 (PyTorch's default);
 * ``tf32``: the same with TF32 tensor cores allowed for float32 matmuls;
+* ``moegrow``: what ``moegrow train`` runs: the autocast-aware kernel of
+  :mod:`moegrow.experts_kernel` (experts in bf16), with TF32 for the remaining float32 matmuls;
 * ``eager``: transformers' per-expert loop (``experts_implementation="eager"``), whose
   ``nn.Linear``-free matmuls also see float32 weights.
 
@@ -26,12 +28,13 @@ import time
 
 import torch
 
+from moegrow import experts_kernel
 from moegrow.flops import ParamStats
 from moegrow.perf import measured_matmul_peak
 from moegrow.presets import config_dict, param_counts
 
 
-def build(layers: int, experts: str | None):
+def build(layers: int, experts: str | None, autocast_kernel: bool = False):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg = config_dict("paper-3b", vocab_size=8192, overrides={"num_hidden_layers": layers})
@@ -39,6 +42,8 @@ def build(layers: int, experts: str | None):
     kwargs = {"experts_implementation": experts} if experts else {}
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, **kwargs)
+    if autocast_kernel:
+        experts_kernel.use_for_training(model)
     return model.cuda().train(), cfg
 
 
@@ -85,13 +90,15 @@ def main() -> None:
     batch = torch.randint(0, 8192, (args.batch, args.seq_len), device="cuda")
     tokens = batch.numel()
     rows = []
-    for name, experts, tf32 in (
-        ("fp32", None, False),
-        ("tf32", None, True),
-        ("eager", "eager", False),
-    ):
+    variants = (
+        ("fp32", None, False, False),
+        ("tf32", None, True, False),
+        ("moegrow", None, True, True),
+        ("eager", "eager", False, False),
+    )
+    for name, experts, tf32, autocast_kernel in variants:
         torch.backends.cuda.matmul.allow_tf32 = tf32
-        model, cfg = build(args.layers, experts)
+        model, cfg = build(args.layers, experts, autocast_kernel)
         flops = flops_per_token(cfg, args.seq_len) * tokens
         dt = step_seconds(model, batch, args.steps, args.warmup)
         rows.append((name, model.config._experts_implementation, tokens / dt, flops / dt / peak))
@@ -102,9 +109,9 @@ def main() -> None:
         f"{torch.cuda.get_device_name()}; bf16 peak {peak / 1e12:.0f} TFLOP/s; "
         f"paper-3b shape, {args.layers} layers, batch {args.batch} x {args.seq_len}"
     )
-    print(f"{'variant':<8}{'experts':>12}{'tok/s':>12}{'MFU':>8}{'x fp32':>8}")
+    print(f"{'variant':<8}{'experts':>30}{'tok/s':>12}{'MFU':>8}{'x fp32':>8}")
     for name, experts, rate, mfu in rows:
-        print(f"{name:<8}{experts:>12}{rate:>12.0f}{mfu:>8.1%}{rate / rows[0][2]:>8.2f}")
+        print(f"{name:<8}{experts:>30}{rate:>12.0f}{mfu:>8.1%}{rate / rows[0][2]:>8.2f}")
 
 
 if __name__ == "__main__":

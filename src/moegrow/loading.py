@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from moegrow import experts_kernel
+
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -19,10 +21,13 @@ def load_model(folder: Path, device: torch.device):
     import moegrow.models  # noqa: F401  (registers moegrow's own model variants)
 
     # CPU: the eager expert loop is the fastest correct kernel (grouped_mm ~20% slower,
-    # batched_mm ~80x slower: ECOSYSTEM.md §4); GPU: transformers' default grouped_mm.
+    # batched_mm ~80x slower: ECOSYSTEM.md §4); GPU: transformers' default grouped_mm, made
+    # autocast-aware (experts_kernel.py).
     kwargs = {"experts_implementation": "eager"} if device.type == "cpu" else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
     except (TypeError, ValueError):
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    if device.type == "cuda":
+        experts_kernel.use_for_training(model)  # grouped_mm, in bf16 under autocast
     return model.to(device)
