@@ -30,7 +30,7 @@ from moegrow.errors import MoegrowError
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo; the defaults take about 10 minutes on 2 CPU cores."""
+    """Sizes of the demo; the defaults take about 7 minutes on 2 CPU cores."""
 
     vocab: int = 512
     """BPE vocabulary: small, so that embeddings don't dominate a tiny model."""

@@ -2,7 +2,7 @@
 F_c = 6 N_a (20 N_a), so that the experiments keep the paper's proportions at any size.
 
 ``micro`` is sized for 2 CPU cores (the whole suite in well under the 4 hours allowed);
-``small`` for one GPU in about ten minutes per experiment (it also runs, slowly, on a CPU).
+``small`` for one GPU over hours: its base run alone is 4 x F_c = 604 M tokens (docs/RESULTS.md).
 """
 
 from __future__ import annotations
