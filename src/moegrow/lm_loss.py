@@ -47,30 +47,39 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def _chunks(hidden, w, targets, dtype):
+    """Per chunk of tokens: ``(start, hidden chunk, targets, logits, log-sum-exp, loss sum)``,
+    with ``w`` the head weight already in ``dtype``; the logits in the accumulation dtype,
+    computed with autocast off."""
+    step = _chunk_tokens(hidden.device, w.shape[0])
+    with torch.autocast(hidden.device.type, enabled=False):
+        for start in range(0, hidden.shape[0], step):
+            h = hidden[start : start + step].to(dtype)
+            t = targets[start : start + step]
+            logits = (h @ w.T).to(_accumulation_dtype(dtype))
+            lse = torch.logsumexp(logits, dim=-1)
+            loss = (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            yield start, h, t, logits, lse, loss
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """Summed cross-entropy of ``hidden @ weight.T`` against ``targets``; the gradients are
     computed in the forward pass, chunk by chunk (module docstring)."""
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, dtype):
-        n = hidden.shape[0]
         acc = _accumulation_dtype(dtype)
         grad_hidden = torch.empty_like(hidden)
         grad_weight = torch.zeros_like(weight, dtype=acc)
         total = torch.zeros((), dtype=torch.float64, device=hidden.device)
         w = weight.to(dtype)
-        step = _chunk_tokens(hidden.device, weight.shape[0])
-        with torch.autocast(hidden.device.type, enabled=False):
-            for start in range(0, n, step):
-                h = hidden[start : start + step].to(dtype)
-                t = targets[start : start + step]
-                logits = (h @ w.T).to(acc)
-                lse = torch.logsumexp(logits, dim=-1)
-                total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
-                probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
-                probs[torch.arange(len(t), device=t.device), t] -= 1.0  # d loss / d logits
-                g = probs.to(dtype)
-                grad_hidden[start : start + step] = g @ w
+        for start, h, t, logits, lse, loss in _chunks(hidden, w, targets, dtype):
+            total += loss
+            probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+            probs[torch.arange(len(t), device=t.device), t] -= 1.0  # d loss / d logits
+            g = probs.to(dtype)
+            with torch.autocast(hidden.device.type, enabled=False):
+                grad_hidden[start : start + len(t)] = g @ w
                 if dtype == acc:
                     grad_weight.addmm_(g.T, h)
                 else:
@@ -87,13 +96,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
 @torch.no_grad()
 def _chunked_loss_sum(hidden, weight, targets, dtype) -> torch.Tensor:
     total = torch.zeros((), dtype=torch.float64, device=hidden.device)
-    w = weight.to(dtype)
-    step = _chunk_tokens(hidden.device, weight.shape[0])
-    with torch.autocast(hidden.device.type, enabled=False):
-        for start in range(0, hidden.shape[0], step):
-            logits = (hidden[start : start + step].to(dtype) @ w.T).to(_accumulation_dtype(dtype))
-            t = targets[start : start + step]
-            total += (torch.logsumexp(logits, -1) - logits.gather(1, t[:, None]).squeeze(1)).sum()
+    for *_, loss in _chunks(hidden, weight.to(dtype), targets, dtype):
+        total += loss
     return total.to(_accumulation_dtype(dtype))
 
 
