@@ -10,7 +10,8 @@ of forward + backward under bf16 autocast with
 * ``fp32``: the experts' matmuls in full float32 (PyTorch's default);
 * ``tf32``: the same with TF32 tensor cores allowed for float32 matmuls;
 * ``moegrow``: what ``moegrow train`` runs: the autocast-aware kernel of
-  :mod:`moegrow.experts_kernel` (experts in bf16), with TF32 for the remaining float32 matmuls;
+  :mod:`moegrow.modeling.experts_kernel` (experts in bf16), with TF32 for the remaining float32
+  matmuls;
 * ``eager``: transformers' per-expert loop (``experts_implementation="eager"``), whose
   ``nn.Linear``-free matmuls also see float32 weights.
 
@@ -28,10 +29,10 @@ import time
 
 import torch
 
-from moegrow import experts_kernel
 from moegrow.flops import ParamStats
-from moegrow.perf import measured_matmul_peak
-from moegrow.presets import config_dict, param_counts
+from moegrow.modeling import experts_kernel
+from moegrow.modeling.presets import config_dict, param_counts
+from moegrow.training.perf import measured_matmul_peak
 
 
 def build(layers: int, experts: str | None, autocast_kernel: bool = False):

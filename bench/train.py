@@ -3,7 +3,7 @@
 For each preset (tiny, small) one checkpoint is initialised (same seed) and trained, in the same
 process, on exactly the same batches by three loops:
 
-* ``moegrow``: :func:`moegrow.train.train` as shipped. Per step it also computes the expert
+* ``moegrow``: :func:`moegrow.training.train.train` as shipped. Per step it also computes the expert
   loads of every router, the global-batch balance loss, the aux-loss-free bias update (when the
   router has a bias), the LR schedule, balance metrics and a JSONL metrics line; it runs a
   validation pass and saves a checkpoint at the end (both excluded from the timing);
@@ -23,7 +23,7 @@ not timed. A plain step is timed around the whole iteration. The first ``--warmu
 every run are dropped; each loop's tokens/s is from the best of its ``--repeats`` runs' median
 step times. MFU = tokens/s x FLOPs per token (:mod:`moegrow.flops`, the same for every
 loop) / the fp32 matmul peak measured once in this process
-(:func:`moegrow.perf.measured_matmul_peak`), so MFU ratios equal throughput ratios.
+(:func:`moegrow.training.perf.measured_matmul_peak`), so MFU ratios equal throughput ratios.
 
 With ``--device cuda`` every loop runs on the GPU with bf16 autocast (weights and optimizer in
 float32, as ``moegrow train`` does there), step times include a device synchronisation, and MFU
@@ -52,21 +52,22 @@ from unittest import mock
 import torch
 import transformers
 
-import moegrow.loading
-import moegrow.train
-from moegrow.checkpoint import Checkpoint
+import moegrow.modeling.loading
+import moegrow.training.train
+from moegrow.data.sampling import BlockSampler
 from moegrow.families import family_for
 from moegrow.flops import ParamStats, param_stats
-from moegrow.perf import measured_matmul_peak
-from moegrow.presets import init_checkpoint
-from moegrow.sampling import BlockSampler
-from moegrow.train import TrainOptions, train
+from moegrow.io.checkpoint import Checkpoint
+from moegrow.modeling.presets import init_checkpoint
+from moegrow.training.perf import measured_matmul_peak
+from moegrow.training.train import TrainOptions, train
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = 1.0
 LOOPS = ("moegrow", "plain", "plain-eager")
 DESCRIPTIONS = {
-    "moegrow": "moegrow.train.train(): forward with router logits, fused head + CE (lm_loss.py) "
+    "moegrow": "moegrow.training.train.train(): forward with router logits, fused head + "
+    "CE (lm_loss.py) "
     "+ balance loss, expert loads, backward, clip 1.0, fused AdamW (no decay on norms), LR "
     "schedule, metrics JSONL line",
     "plain": "from_pretrained (transformers' default experts kernel), model(input_ids, labels) "
@@ -122,7 +123,7 @@ def pydoc_data(workdir: Path, vocab: int) -> Path:
     """A prepared data folder of the standard library's pydoc topics (cached in ``workdir``)."""
     import pydoc_data.topics
 
-    from moegrow.data import prepare
+    from moegrow.data.prepare import prepare
 
     out = workdir / f"pydoc-v{vocab}"
     if (out / "manifest.json").is_file():
@@ -144,12 +145,12 @@ def model_stats(model_dir: Path) -> ParamStats:
 
 def moegrow_experts(model_dir: Path, device: torch.device) -> str:
     """The experts implementation ``moegrow train`` loads ``model_dir`` with on ``device``."""
-    return moegrow.loading.load_model(model_dir, device).config._experts_implementation
+    return moegrow.modeling.loading.load_model(model_dir, device).config._experts_implementation
 
 
 def token_blocks(data_dir: Path, steps: int, batch: int, seq_len: int) -> list[torch.Tensor]:
     """The ``[batch, seq_len + 1]`` token blocks moegrow's training loop takes at each step."""
-    from moegrow.token_shards import TokenData
+    from moegrow.data.token_shards import TokenData
 
     sampler = BlockSampler(TokenData(data_dir).split("train"), seq_len, SEED)
     return [sampler.rows(step * batch, batch) for step in range(steps)]
@@ -203,7 +204,7 @@ def interleaved_run(
     and ``mfu`` metrics include them; the times returned here do not."""
     blocks = token_blocks(data_dir, steps, args.batch_size, args.seq_len)
     device = torch.device(args.device)
-    lr_at = moegrow.train.lr_at
+    lr_at = moegrow.training.train.lr_at
     times: list[float] = []
     resumed: float | None = None  # when the current moegrow step resumed after the plain steps
 
@@ -230,7 +231,7 @@ def interleaved_run(
     )
     shutil.rmtree(run_dir, ignore_errors=True)
     try:
-        with mock.patch.object(moegrow.train, "lr_at", interleave):
+        with mock.patch.object(moegrow.training.train, "lr_at", interleave):
             result = train(model_dir, data_dir, run_dir, opts)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -68,7 +68,7 @@ def data_dir(tmp_path_factory):
     """A prepared data folder made from the standard library's pydoc topics (no download)."""
     import pydoc_data.topics
 
-    from moegrow.data import prepare
+    from moegrow.data.prepare import prepare
 
     root = tmp_path_factory.mktemp("corpus")
     texts = root / "texts"
@@ -83,7 +83,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def base_model(tmp_path_factory, data_dir):
     """A freshly initialised tiny-preset checkpoint with the vocabulary of ``data_dir``."""
-    from moegrow.presets import init_checkpoint
+    from moegrow.modeling.presets import init_checkpoint
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     return init_checkpoint(out, "tiny", tokenizer=str(data_dir), seed=0)

@@ -179,9 +179,9 @@ def test_nothing_to_grow(tiny, tmp_path, run_cli):
 
 def test_interrupt_leaves_nothing(tiny, tmp_path, monkeypatch):
     """An interrupt in the middle of writing removes the partial output."""
-    from moegrow import operators
-    from moegrow.grow import grow
-    from moegrow.spec import GrowthSpec
+    from moegrow.growth import operators
+    from moegrow.growth.grow import grow
+    from moegrow.growth.spec import GrowthSpec
 
     calls = {"n": 0}
     real = operators.StreamingShardWriter.copy_range

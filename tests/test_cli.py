@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from moegrow.card import CARD_NAME
+from moegrow.io.card import CARD_NAME
 
 
 def test_plan_prints_before_after_and_edits(tiny, run_cli):
@@ -91,7 +91,7 @@ def test_module_entry_point(tiny):
 
 
 def test_verify_refuses_models_that_do_not_fit(tiny, tmp_path, run_cli, monkeypatch):
-    from moegrow import verify
+    from moegrow.growth import verify
 
     src = tiny("mixtral", num_layers=2)
     run_cli("grow", src, tmp_path / "out", "--depth", "2", "--quiet")

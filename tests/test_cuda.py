@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from moegrow.evaluate import evaluate
-from moegrow.grow import grow
-from moegrow.spec import GrowthSpec
-from moegrow.train import TrainOptions, train
+from moegrow.growth.grow import grow
+from moegrow.growth.spec import GrowthSpec
+from moegrow.training.evaluate import evaluate
+from moegrow.training.train import TrainOptions, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -79,7 +79,7 @@ def test_cuda_resume_continues_the_run(base_model, data_dir, tmp_path):
 
 
 def test_sigmoid_router_and_grown_model_train_on_cuda(data_dir, tmp_path):
-    from moegrow.presets import init_checkpoint
+    from moegrow.modeling.presets import init_checkpoint
 
     model = init_checkpoint(tmp_path / "m", "tiny", tokenizer=str(data_dir), router="sigmoid")
     opts = dict(tokens=6 * 8 * 32, device="cuda", **FAST)
@@ -91,7 +91,7 @@ def test_sigmoid_router_and_grown_model_train_on_cuda(data_dir, tmp_path):
 
 
 def test_fused_head_loss_under_autocast_matches_materialised_logits():
-    from moegrow.lm_loss import linear_cross_entropy
+    from moegrow.modeling.lm_loss import linear_cross_entropy
 
     gen = torch.Generator().manual_seed(0)
     hidden = torch.randn(4096, 256, generator=gen).cuda().requires_grad_()

@@ -17,12 +17,13 @@ from pydoc_data.topics import topics
 import numpy as np
 import pytest
 
-from moegrow import data, default_corpus, token_shards
-from moegrow.corpus import expand_paths
-from moegrow.data import prepare
+from moegrow.data import default_corpus, token_shards
+from moegrow.data import prepare as data
+from moegrow.data.corpus import expand_paths
+from moegrow.data.prepare import prepare
+from moegrow.data.token_shards import TokenData
+from moegrow.data.tokenizer import EOS_TOKEN
 from moegrow.errors import MoegrowError
-from moegrow.token_shards import TokenData
-from moegrow.tokenizer import EOS_TOKEN
 
 VOCAB = 400  # small: trains in a fraction of a second on 0.5 MB
 

@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from moegrow.curves import compute_multiplier, describe_multiplier, flops_to_reach, loss_at
+from moegrow.experiments.curves import (
+    compute_multiplier,
+    describe_multiplier,
+    flops_to_reach,
+    loss_at,
+)
 
 
 def test_curve_arithmetic_on_synthetic_curves():
@@ -25,7 +30,7 @@ def test_curve_arithmetic_on_synthetic_curves():
 def test_shortened_demo_end_to_end(tmp_path):
     import pydoc_data.topics
 
-    from moegrow.demo import DemoConfig, run_demo
+    from moegrow.experiments.demo import DemoConfig, run_demo
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

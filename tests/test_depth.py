@@ -7,12 +7,12 @@ import json
 import pytest
 from tiny_models import load, read_tensors
 
-from moegrow.checkpoint import Checkpoint
 from moegrow.errors import GrowthError
-from moegrow.grow import grow
-from moegrow.layer_map import build_layer_map, copy_flags
-from moegrow.report import plan_summary
-from moegrow.spec import GrowthSpec
+from moegrow.growth.grow import grow
+from moegrow.growth.layer_map import build_layer_map, copy_flags
+from moegrow.growth.report import plan_summary
+from moegrow.growth.spec import GrowthSpec
+from moegrow.io.checkpoint import Checkpoint
 
 
 def test_layer_maps():
@@ -76,7 +76,7 @@ def test_copies_are_bitwise_at_mapped_positions(tiny, tmp_path, family, method, 
     ptrs = [p.data_ptr() for p in model.parameters()]
     assert len(ptrs) == len(set(ptrs))
     with Checkpoint(src) as ckpt:
-        from moegrow.plan import make_plan
+        from moegrow.growth.plan import make_plan
 
         planned = plan_summary(make_plan(ckpt, spec))["params"]["total"][1]
     assert sum(p.numel() for p in model.parameters()) == planned

@@ -6,10 +6,10 @@ import pytest
 import torch
 from tiny_models import DENSE_FAMILIES, MOE_FAMILIES, load, logits, sample_ids
 
-from moegrow.grow import grow
-from moegrow.report import plan_summary
-from moegrow.spec import GrowthSpec
-from moegrow.verify import verify
+from moegrow.growth.grow import grow
+from moegrow.growth.report import plan_summary
+from moegrow.growth.spec import GrowthSpec
+from moegrow.growth.verify import verify
 
 TOL = 1e-5
 WIDTH_FAMILIES = [f for f in MOE_FAMILIES if f != "phimoe"]

@@ -8,7 +8,7 @@ import torch
 import transformers.integrations.moe as hf_moe
 from tiny_models import build_model
 
-from moegrow import experts_kernel
+from moegrow.modeling import experts_kernel
 
 
 def _step(model, ids, autocast: bool):

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from tiny_models import build_model
 
-from moegrow import lm_loss
-from moegrow.lm_loss import NextTokenLoss, linear_cross_entropy
+from moegrow.modeling import lm_loss
+from moegrow.modeling.lm_loss import NextTokenLoss, linear_cross_entropy
 
 
 @pytest.fixture

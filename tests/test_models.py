@@ -10,17 +10,17 @@ import pytest
 import torch
 from tiny_models import read_tensors
 
-import moegrow.models
-from moegrow.checkpoint import Checkpoint
+import moegrow.modeling.variants
 from moegrow.errors import MoegrowError
 from moegrow.families import family_for
 from moegrow.flops import param_stats
-from moegrow.grow import grow
-from moegrow.models import MoegrowMoeConfig, MoegrowMoeTopKRouter
-from moegrow.plan import make_plan
-from moegrow.presets import PRESETS, config_dict, init_checkpoint, param_counts
-from moegrow.routing import scoring, width_rules
-from moegrow.spec import GrowthSpec
+from moegrow.growth.grow import grow
+from moegrow.growth.plan import make_plan
+from moegrow.growth.routing import scoring, width_rules
+from moegrow.growth.spec import GrowthSpec
+from moegrow.io.checkpoint import Checkpoint
+from moegrow.modeling.presets import PRESETS, config_dict, init_checkpoint, param_counts
+from moegrow.modeling.variants import MoegrowMoeConfig, MoegrowMoeTopKRouter
 
 TOL = 1e-5
 VOCAB = 96
@@ -199,7 +199,7 @@ def test_post_norm_layer_against_reference(base):
 
 
 def test_config_validation_and_idempotent_registration():
-    importlib.reload(moegrow.models)  # registering twice must not raise
+    importlib.reload(moegrow.modeling.variants)  # registering twice must not raise
     from transformers import AutoConfig
 
     assert AutoConfig.for_model("moegrow_moe").router_scoring == "softmax"

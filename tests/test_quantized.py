@@ -11,8 +11,8 @@ from safetensors.torch import load_file, save_file
 from tiny_models import read_tensors
 
 from moegrow.errors import GrowthError
-from moegrow.grow import grow
-from moegrow.spec import GrowthSpec
+from moegrow.growth.grow import grow
+from moegrow.growth.spec import GrowthSpec
 
 
 def _fp8_deepseek(tiny, tmp_path, **overrides):

@@ -9,15 +9,15 @@ from dataclasses import replace
 
 import pytest
 
-from moegrow.card import ledger_of
-from moegrow.curves import loss_at
-from moegrow.repro import NAMES
-from moegrow.repro.analysis import loss_spike, recovery_steps
-from moegrow.repro.experiments import EXPERIMENTS
-from moegrow.repro.runs import RESULT_FILE, RunIncomplete, RunStore
-from moegrow.repro.scales import SCALES
-from moegrow.repro.stats import mean_std, pearson, ranks, spearman
-from moegrow.spec import GrowthSpec
+from moegrow.experiments.curves import loss_at
+from moegrow.experiments.repro import NAMES
+from moegrow.experiments.repro.analysis import loss_spike, recovery_steps
+from moegrow.experiments.repro.experiments import EXPERIMENTS
+from moegrow.experiments.repro.runs import RESULT_FILE, RunIncomplete, RunStore
+from moegrow.experiments.repro.scales import SCALES
+from moegrow.experiments.repro.stats import mean_std, pearson, ranks, spearman
+from moegrow.growth.spec import GrowthSpec
+from moegrow.io.card import ledger_of
 
 SCALE = replace(
     SCALES["micro"],
@@ -81,8 +81,8 @@ def test_statistics_on_known_values():
 
 
 def test_scale_keys_and_markdown_cells():
-    from moegrow.repro.experiments import Table
-    from moegrow.repro.report import markdown_table
+    from moegrow.experiments.repro.experiments import Table
+    from moegrow.experiments.repro.report import markdown_table
 
     deeper = replace(SCALE, layers=4)
     # a base of other depth is another set of runs, in its own folder; the default keeps the
@@ -147,19 +147,19 @@ def test_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path, corpus, m
     assert interrupted.loss_at_budget == plain.loss_at_budget
 
     # a completed run is never trained again
-    import moegrow.train
+    import moegrow.training.train
 
     def refuse(*args, **kwargs):
         raise AssertionError("a cached run was trained again")
 
-    monkeypatch.setattr(moegrow.train, "train", refuse)
+    monkeypatch.setattr(moegrow.training.train, "train", refuse)
     again = call(RunStore(tmp_path / "a", SCALE, texts=corpus, progress=False))
     assert again.to_json() == interrupted.to_json()
     assert json.loads((again.folder / RESULT_FILE).read_text())["steps"] == again.steps
 
 
 def test_every_experiment_writes_csv_plots_and_markdown(tmp_path, corpus, monkeypatch):
-    from moegrow.repro.runner import run_repro
+    from moegrow.experiments.repro.runner import run_repro
 
     assert tuple(EXPERIMENTS) == NAMES
     monkeypatch.setitem(SCALES, "test", SCALE)

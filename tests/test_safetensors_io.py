@@ -6,7 +6,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from moegrow.safetensors_io import StreamingShardWriter, read_header, tensor_bytes
+from moegrow.io.safetensors_io import StreamingShardWriter, read_header, tensor_bytes
 
 
 def test_streamed_file_round_trips(tmp_path):

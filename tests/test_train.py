@@ -12,11 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from moegrow.evaluate import evaluate
-from moegrow.grow import grow
+from moegrow.growth.grow import grow
+from moegrow.growth.spec import GrowthSpec
 from moegrow.ledger import flops_report
-from moegrow.spec import GrowthSpec
-from moegrow.train import TrainOptions, train
+from moegrow.training.evaluate import evaluate
+from moegrow.training.train import TrainOptions, train
 
 FAST = dict(seq_len=32, batch_size=8, lr=3e-3, progress=False, eval_tokens=2048)
 
@@ -127,9 +127,9 @@ def test_analytic_flops_match_torch_flop_counter(base_model):
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import AutoModelForCausalLM
 
-    from moegrow.checkpoint import Checkpoint
     from moegrow.families import family_for
     from moegrow.flops import param_stats
+    from moegrow.io.checkpoint import Checkpoint
 
     seq = 64
     with Checkpoint(base_model) as ckpt:
@@ -151,7 +151,7 @@ def test_analytic_flops_match_torch_flop_counter(base_model):
 
 
 def test_train_refuses_model_whose_vocab_misses_data_ids(data_dir, tmp_path, run_cli):
-    from moegrow.presets import init_checkpoint
+    from moegrow.modeling.presets import init_checkpoint
 
     small = init_checkpoint(tmp_path / "m", "tiny", vocab_size=64)
     code, _, err = run_cli(
@@ -162,7 +162,7 @@ def test_train_refuses_model_whose_vocab_misses_data_ids(data_dir, tmp_path, run
 
 @pytest.mark.parametrize("router,norm", [("sigmoid", "pre"), ("softmax", "post")])
 def test_variants_train_grow_and_reload(data_dir, tmp_path, router, norm):
-    from moegrow.presets import init_checkpoint
+    from moegrow.modeling.presets import init_checkpoint
 
     model = init_checkpoint(
         tmp_path / "m", "tiny", tokenizer=str(data_dir), router=router, norm=norm

@@ -10,10 +10,10 @@ import torch
 from tiny_models import read_tensors
 
 from moegrow.errors import GrowthError
-from moegrow.grow import grow
-from moegrow.operators import PartJobs
-from moegrow.plan import build_expert_map
-from moegrow.spec import GrowthSpec
+from moegrow.growth.grow import grow
+from moegrow.growth.operators import PartJobs
+from moegrow.growth.plan import build_expert_map
+from moegrow.growth.spec import GrowthSpec
 
 
 def _digest(folder) -> str:

@@ -9,8 +9,8 @@ import sys
 
 from moegrow import __version__
 from moegrow.errors import MoegrowError
-from moegrow.repro import ALL, NAMES
-from moegrow.spec import GrowthSpec, parse_factor, parse_layer_map, parse_top_k
+from moegrow.experiments.repro import ALL, NAMES
+from moegrow.growth.spec import GrowthSpec, parse_factor, parse_layer_map, parse_top_k
 
 EXIT_BAD_INPUT = 2
 EXIT_NOT_EXACT = 1
@@ -100,9 +100,9 @@ def spec_from_args(a: argparse.Namespace) -> GrowthSpec:
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
-    from moegrow.checkpoint import Checkpoint
-    from moegrow.plan import make_plan
-    from moegrow.report import plan_summary, render_plan
+    from moegrow.growth.plan import make_plan
+    from moegrow.growth.report import plan_summary, render_plan
+    from moegrow.io.checkpoint import Checkpoint
 
     spec = spec_from_args(a)
     with Checkpoint(a.src) as ckpt:
@@ -112,8 +112,8 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
 
 def cmd_grow(a: argparse.Namespace) -> int:
-    from moegrow.grow import grow
-    from moegrow.report import human
+    from moegrow.growth.grow import grow
+    from moegrow.growth.report import human
 
     spec = spec_from_args(a)
     result = grow(
@@ -136,7 +136,7 @@ def cmd_grow(a: argparse.Namespace) -> int:
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
-    from moegrow.verify import verify
+    from moegrow.growth.verify import verify
 
     r = verify(a.src, a.grown, batch=a.batch, seq_len=a.seq_len, seed=a.seed)
     if a.json:
@@ -154,12 +154,12 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
-    from moegrow.checkpoint import Checkpoint
-    from moegrow.config_edit import first_present, num_layers
     from moegrow.families import family_for
     from moegrow.flops import param_stats
-    from moegrow.norms import norm_profile, plot_profile
-    from moegrow.report import human
+    from moegrow.growth.config_edit import first_present, num_layers
+    from moegrow.growth.norms import norm_profile, plot_profile
+    from moegrow.growth.report import human
+    from moegrow.io.checkpoint import Checkpoint
 
     with Checkpoint(a.src) as ckpt:
         fam = family_for(ckpt.config, where=str(ckpt.folder / "config.json"))
@@ -201,14 +201,14 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from moegrow.demo import DemoConfig, run_demo
+    from moegrow.experiments.demo import DemoConfig, run_demo
 
     run_demo(a.out, DemoConfig(seed=a.seed, texts=a.text), overwrite=a.overwrite)
     return 0
 
 
 def cmd_repro(a: argparse.Namespace) -> int:
-    from moegrow.repro.runner import run_repro
+    from moegrow.experiments.repro.runner import run_repro
 
     run_repro(
         a.experiment,
@@ -223,7 +223,7 @@ def cmd_repro(a: argparse.Namespace) -> int:
 
 
 def cmd_data_prepare(a: argparse.Namespace) -> int:
-    from moegrow.data import prepare
+    from moegrow.data.prepare import prepare
 
     manifest = prepare(
         a.out,
@@ -245,7 +245,7 @@ def cmd_data_prepare(a: argparse.Namespace) -> int:
 
 
 def cmd_init(a: argparse.Namespace) -> int:
-    from moegrow.presets import init_checkpoint
+    from moegrow.modeling.presets import init_checkpoint
 
     overrides = dict(_parse_override(o) for o in a.set or [])
     out = init_checkpoint(
@@ -275,7 +275,7 @@ def _parse_override(text: str) -> tuple[str, object]:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from moegrow.train import TrainOptions, train
+    from moegrow.training.train import TrainOptions, train
 
     resume = a.resume is not None
     opts = TrainOptions(
@@ -306,7 +306,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     )
     if not resume and (a.model is None or a.data is None or a.out is None):
         raise MoegrowError("train: give MODEL, --data DIR and --out RUN (or --resume RUN)")
-    from moegrow import distributed as ddp
+    from moegrow.training import distributed as ddp
 
     try:
         result = train(a.model, a.data, a.resume or a.out, opts, resume=resume)
@@ -341,7 +341,7 @@ def cmd_flops(a: argparse.Namespace) -> int:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from moegrow.evaluate import evaluate, run_lm_eval
+    from moegrow.training.evaluate import evaluate, run_lm_eval
 
     result = evaluate(a.model, a.data, seq_len=a.seq_len, tokens=a.tokens, device=a.device)
     if a.lm_eval:

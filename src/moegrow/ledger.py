@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moegrow.card import ledger_of
-from moegrow.checkpoint import Checkpoint
 from moegrow.families import family_for
 from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
+from moegrow.io.card import ledger_of
+from moegrow.io.checkpoint import Checkpoint
 
 
 def flops_report(
@@ -80,7 +80,7 @@ def advice(sunk: float, fc: float, known: bool) -> list[str]:
 
 
 def render(report: dict) -> str:
-    from moegrow.report import human
+    from moegrow.growth.report import human
 
     lines = [
         f"{report['model']} ({report['model_type']})",
@@ -111,7 +111,7 @@ def render(report: dict) -> str:
 def with_stage(model_dir: Path, entry: dict) -> dict:
     """The card of ``model_dir`` (empty if none) with ``entry`` appended to its ledger: the
     card a checkpoint derived from ``model_dir`` by one more stage carries."""
-    from moegrow.card import read_card
+    from moegrow.io.card import read_card
 
     card = dict(read_card(model_dir) or {})
     card["ledger"] = [*ledger_of(model_dir), entry]

@@ -1,4 +1,5 @@
-"""moegrow's own ``moegrow_moe`` (:mod:`moegrow.models`): the Qwen3-MoE on-disk layout (per-expert
+"""moegrow's own ``moegrow_moe`` (:mod:`moegrow.modeling.variants`): the Qwen3-MoE on-disk layout
+(per-expert
 tensors, as transformers' registered conversion writes them), a router whose scoring the config
 chooses (``router_scoring``: softmax, or the paper's sigmoid with ``e_score_correction_bias``)
 and pre- or post-norm layers (``norm_position``)."""

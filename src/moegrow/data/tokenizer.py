@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from moegrow.corpus import Document
+from moegrow.data.corpus import Document
 from moegrow.errors import MoegrowError
 
 EOS_TOKEN = "<|endoftext|>"

@@ -1,6 +1,7 @@
 """The seven experiments of ``moegrow repro`` (PAPER.md, "Results to reproduce").
 
-Each experiment asks the :class:`~moegrow.repro.runs.RunStore` for the runs it needs (cached and
+Each experiment asks the :class:`~moegrow.experiments.repro.runs.RunStore` for the runs it needs
+(cached and
 shared between experiments) and returns an :class:`Outcome`: rows for its CSV, summary tables,
 plots and the paper's finding to set them beside. Final losses are compared at equal extra FLOPs
 (each run's validation-loss curve interpolated at the budget), never at equal steps.
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from moegrow.repro.analysis import (
+from moegrow.experiments.repro.analysis import (
     co_selection,
     expert_divergence,
     loss_spike,
@@ -21,9 +22,9 @@ from moegrow.repro.analysis import (
     recovery_steps,
     weight_cosine,
 )
-from moegrow.repro.runs import RunResult, RunStore
-from moegrow.repro.stats import fmt_mean_std, mean_std, pearson, spearman
-from moegrow.spec import GrowthSpec
+from moegrow.experiments.repro.runs import RunResult, RunStore
+from moegrow.experiments.repro.stats import fmt_mean_std, mean_std, pearson, spearman
+from moegrow.growth.spec import GrowthSpec
 
 
 @dataclass
@@ -67,14 +68,14 @@ def _config(folder: Path) -> dict:
 
 def _router(folder: Path):
     """The model's router kind (expert count and top-k under whatever keys it uses)."""
-    from moegrow.router_stats import router_kind
+    from moegrow.training.router_stats import router_kind
 
     return router_kind(_config(folder))
 
 
 def _mean_curve(runs: list[RunResult], fc: float) -> list[tuple[float, float]]:
     """Mean over seeds of the runs' curves, on the first run's evaluation points (x in F_c)."""
-    from moegrow.curves import loss_at
+    from moegrow.experiments.curves import loss_at
 
     xs = [x for x, _ in runs[0].curve]
     out = []
@@ -86,9 +87,9 @@ def _mean_curve(runs: list[RunResult], fc: float) -> list[tuple[float, float]]:
 
 
 def _profile(folder: Path) -> list[float]:
-    from moegrow.checkpoint import Checkpoint
     from moegrow.families import family_for
-    from moegrow.norms import norm_profile
+    from moegrow.growth.norms import norm_profile
+    from moegrow.io.checkpoint import Checkpoint
 
     with Checkpoint(folder) as ckpt:
         return [p.value for p in norm_profile(ckpt, family_for(ckpt.config))]
@@ -335,7 +336,7 @@ def routing(store: RunStore, seeds: list[int]) -> Outcome:
 
 
 def _at(r: RunResult, fraction: float) -> float:
-    from moegrow.curves import loss_at
+    from moegrow.experiments.curves import loss_at
 
     value = loss_at(r.curve, fraction * r.budget_flops)
     return value if value is not None else float("nan")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from moegrow.checkpoint import Checkpoint
 from moegrow.families.base import Family
-from moegrow.plan import split_layers
-from moegrow.safetensors_io import FLOAT_DTYPES, TensorInfo, to_torch
+from moegrow.growth.plan import split_layers
+from moegrow.io.checkpoint import Checkpoint
+from moegrow.io.safetensors_io import FLOAT_DTYPES, TensorInfo, to_torch
 
 
 @dataclass

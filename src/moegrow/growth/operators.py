@@ -1,7 +1,7 @@
 """Tensor operators of a growth plan, as a stream of byte-producing jobs.
 
-Every output tensor is a sequence of :class:`~moegrow.plan.Part` s; each part becomes jobs that
-append bytes to the shard being written, in order:
+Every output tensor is a sequence of :class:`~moegrow.growth.plan.Part` s; each part becomes
+jobs that append bytes to the shard being written, in order:
 
 - ``Copy``: a byte range of a source file, copied by the kernel (``copy_file_range``);
 - ``Zeros``: zero bytes (zero-initialised residual projections; zero router biases);
@@ -12,9 +12,9 @@ append bytes to the shard being written, in order:
 Noise for a chunk is drawn from a generator seeded by (seed, seed name of the tensor, part,
 chunk), so the bytes do not depend on the order or the parallelism in which chunks are computed.
 The seed name is the tensor's name in the width growth of the source alone (see
-:func:`moegrow.grow.seed_name`): the copies of a layer made by depth growth then have the same
-bytes, as if depth were grown after width, and only the first is computed; the others are copied
-from where it was written.
+:func:`moegrow.growth.grow.seed_name`): the copies of a layer made by depth growth then have the
+same bytes, as if depth were grown after width, and only the first is computed; the others are
+copied from where it was written.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from threading import Lock
 
 import torch
 
-from moegrow.checkpoint import Checkpoint
 from moegrow.errors import GrowthError
-from moegrow.plan import OutTensor, Part
-from moegrow.safetensors_io import (
+from moegrow.growth.plan import OutTensor, Part
+from moegrow.io.checkpoint import Checkpoint
+from moegrow.io.safetensors_io import (
     DTYPE_SIZES,
     StreamingShardWriter,
     to_torch,

@@ -4,7 +4,8 @@ Every preset is the paper's architecture (PAPER.md): pre-norm RMSNorm, QK-norm, 
 SwiGLU experts, every layer MoE, no shared experts, untied embeddings. The default family is
 transformers' Qwen3-MoE (softmax top-k with renormalisation); the paper's sigmoid router
 (``router="sigmoid"``) or post-norm layers (``norm="post"``) give moegrow's own ``moegrow_moe``
-(:mod:`moegrow.models`). The vocabulary always comes from a tokenizer (or an explicit size).
+(:mod:`moegrow.modeling.variants`). The vocabulary always comes from a tokenizer (or an explicit
+size).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from moegrow.atomic import partial_dir, replace_dir
-from moegrow.card import CARD_NAME, write_json
 from moegrow.errors import MoegrowError
+from moegrow.io.atomic import partial_dir, replace_dir
+from moegrow.io.card import CARD_NAME, write_json
 
 #: Above this many parameters a checkpoint is not materialised on a CPU (fp32 needs 4 bytes per
 #: parameter for the weights alone, and initialising billions of them takes a long time); write
@@ -122,7 +123,7 @@ def config_dict(
     softmax + pre-norm is a ``moegrow_moe`` model. ``overrides`` replace config keys; a key the
     config class does not declare is an error that lists the valid ones.
     """
-    from moegrow.models import NORM_POSITIONS, ROUTER_SCORINGS
+    from moegrow.modeling.variants import NORM_POSITIONS, ROUTER_SCORINGS
 
     if preset not in PRESETS:
         raise MoegrowError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
@@ -188,7 +189,7 @@ def _check_override(key: str, model_type: str) -> str:
 def _config_class(model_type: str):
     from transformers import CONFIG_MAPPING
 
-    import moegrow.models  # noqa: F401  (registers moegrow_moe)
+    import moegrow.modeling.variants  # noqa: F401  (registers moegrow_moe)
 
     return CONFIG_MAPPING[model_type]
 

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 from moegrow.errors import MoegrowError
-from moegrow.repro import ALL
-from moegrow.repro.experiments import DEFAULT_SEEDS, EXPERIMENTS, Outcome
-from moegrow.repro.report import write_outcome
-from moegrow.repro.runs import RunStore
-from moegrow.repro.scales import get_scale
+from moegrow.experiments.repro import ALL
+from moegrow.experiments.repro.experiments import DEFAULT_SEEDS, EXPERIMENTS, Outcome
+from moegrow.experiments.repro.report import write_outcome
+from moegrow.experiments.repro.runs import RunStore
+from moegrow.experiments.repro.scales import get_scale
 
 DEFAULT_OUT = "moegrow-repro"
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from moegrow import distributed as ddp
 from moegrow.errors import MoegrowError
-from moegrow.lm_loss import NextTokenLoss
-from moegrow.router_stats import RouterCapture, RouterKind, balance_metrics, expert_loads
+from moegrow.modeling.lm_loss import NextTokenLoss
+from moegrow.training import distributed as ddp
+from moegrow.training.router_stats import RouterCapture, RouterKind, balance_metrics, expert_loads
 
 
 def eval_windows(num_tokens: int, seq_len: int, budget: int, batch: int) -> list[list[int]]:
@@ -93,12 +93,12 @@ def evaluate(
     device: str = "auto",
 ) -> dict:
     """``moegrow eval``: validation loss/perplexity, router balance and the norm profile."""
-    from moegrow.checkpoint import Checkpoint
+    from moegrow.data.token_shards import TokenData
     from moegrow.families import family_for
-    from moegrow.loading import load_model, pick_device
-    from moegrow.norms import norm_profile
-    from moegrow.router_stats import expert_bias_buffers, router_kind
-    from moegrow.token_shards import TokenData
+    from moegrow.growth.norms import norm_profile
+    from moegrow.io.checkpoint import Checkpoint
+    from moegrow.modeling.loading import load_model, pick_device
+    from moegrow.training.router_stats import expert_bias_buffers, router_kind
 
     model_dir = Path(model_dir)
     data = TokenData(data_dir)
@@ -155,7 +155,7 @@ def run_lm_eval(
         raise MoegrowError(
             "--lm-eval needs lm-evaluation-harness: pip install 'lm-eval>=0.4' (or moegrow[eval])"
         ) from None
-    import moegrow.models  # noqa: F401  (registers moegrow's model variants)
+    import moegrow.modeling.variants  # noqa: F401  (registers moegrow's model variants)
 
     manager = TaskManager(include_path=include_path) if include_path else TaskManager()
     unknown = [t for t in tasks if t not in manager.all_tasks]

@@ -35,8 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from moegrow.errors import MoegrowError
-from moegrow.repro.scales import Scale
-from moegrow.spec import GrowthSpec
+from moegrow.experiments.repro.scales import Scale
+from moegrow.growth.spec import GrowthSpec
 
 #: Bump when a change makes earlier cached results wrong to reuse.
 CACHE_VERSION = 1
@@ -169,8 +169,8 @@ class RunStore:
     @property
     def data(self) -> Path:
         if self._data is None:
-            from moegrow.data import prepare
-            from moegrow.token_shards import MANIFEST_NAME
+            from moegrow.data.prepare import prepare
+            from moegrow.data.token_shards import MANIFEST_NAME
 
             folder = self.root / f"data-{digest(self.data_key())}"
             self.root.mkdir(parents=True, exist_ok=True)
@@ -203,7 +203,7 @@ class RunStore:
         return folder
 
     def _init(self, folder: Path, norm: str, seed: int, overrides: dict | None = None) -> Path:
-        from moegrow.presets import init_checkpoint
+        from moegrow.modeling.presets import init_checkpoint
 
         init = folder / "init"
         if self.scale.layers is not None:
@@ -261,7 +261,7 @@ class RunStore:
             return self._base_locked(folder, point, norm, fc)
 
     def _base_locked(self, folder: Path, point: float, norm: str, fc: float) -> Source:
-        from moegrow.train import METRICS_FILE, RUN_FILE, train
+        from moegrow.training.train import METRICS_FILE, RUN_FILE, train
 
         s = self.scale
         init = self._init(folder, norm, seed=0)
@@ -310,7 +310,7 @@ class RunStore:
 
     def base_curve(self, norm: str = "pre") -> list[tuple[float, float]]:
         """(FLOPs, validation loss) of the base run as far as it has been trained."""
-        from moegrow.train import METRICS_FILE
+        from moegrow.training.train import METRICS_FILE
 
         path = self._base_folder(norm) / "run" / METRICS_FILE
         if not path.is_file():
@@ -325,7 +325,7 @@ class RunStore:
     ) -> RunResult:
         """Grow ``parent`` by ``spec`` (its seed replaced by ``seed``) and train it with
         ``extra_fc`` x F_c extra FLOPs (training seed ``seed``)."""
-        from moegrow.grow import grow
+        from moegrow.growth.grow import grow
 
         spec = GrowthSpec(**{**spec.to_json(), "seed": seed, "layer_map": spec.layer_map})
         key = self._key(
@@ -370,8 +370,8 @@ class RunStore:
     ) -> RunResult:
         import time
 
-        from moegrow.curves import loss_at
-        from moegrow.train import RUN_FILE, train
+        from moegrow.experiments.curves import loss_at
+        from moegrow.training.train import RUN_FILE, train
 
         s = self.scale
         budget = budget_fc * self.chinchilla_flops
@@ -422,7 +422,7 @@ class RunStore:
 
     def _options(self, **options):
         """Training options of a run: the scale's batch, sequence, LR and evaluation size."""
-        from moegrow.train import TrainOptions
+        from moegrow.training.train import TrainOptions
 
         s = self.scale
         return TrainOptions(
@@ -436,7 +436,7 @@ class RunStore:
         )
 
     def _evaluate(self, model: Path, cache: Path) -> float:
-        from moegrow.evaluate import evaluate
+        from moegrow.training.evaluate import evaluate
 
         if cache.is_file():
             return json.loads(cache.read_text())["val_loss"]
@@ -458,7 +458,7 @@ class RunStore:
 
 
 def _last_step(run: Path) -> int:
-    from moegrow.train_state import checkpoint_dirs
+    from moegrow.training.train_state import checkpoint_dirs
 
     dirs = checkpoint_dirs(run)
     return int(dirs[-1].name.split("-")[-1]) if dirs else 0

@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from moegrow.card import sha256_file
 from moegrow.errors import MoegrowError
+from moegrow.io.card import sha256_file
 
 TEXT_SUFFIXES = (".txt", ".jsonl")
 

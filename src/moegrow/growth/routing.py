@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from moegrow.config_edit import first_present
 from moegrow.errors import GrowthError
 from moegrow.families.base import Family
-from moegrow.spec import GrowthSpec
+from moegrow.growth.config_edit import first_present
+from moegrow.growth.spec import GrowthSpec
 
 
 @dataclass

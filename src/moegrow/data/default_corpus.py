@@ -24,9 +24,9 @@ from configparser import RawConfigParser
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from moegrow.card import sha256_file
-from moegrow.corpus import Document
+from moegrow.data.corpus import Document
 from moegrow.errors import MoegrowError
+from moegrow.io.card import sha256_file
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 # Bump when the default corpus's document selection or cleaning changes: it names the cache files.

@@ -1,21 +1,27 @@
 """A growth as data: every output tensor, the source bytes it is made of and the operator on them.
 
 The plan is built from tensor headers and config.json alone (no tensor data is read), printed by
-``moegrow plan``, executed by :mod:`moegrow.grow` and saved in the growth card.
+``moegrow plan``, executed by :mod:`moegrow.growth.grow` and saved in the growth card.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from moegrow.checkpoint import Checkpoint
-from moegrow.config_edit import ConfigEditor, edit_depth, edit_width, num_layers, num_mtp_layers
 from moegrow.errors import CheckpointError, GrowthError
 from moegrow.families import Family, family_for
-from moegrow.layer_map import build_layer_map, copy_flags, preserves_order
-from moegrow.routing import WidthRules, width_rules
-from moegrow.safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, TensorInfo, numel
-from moegrow.spec import GrowthSpec
+from moegrow.growth.config_edit import (
+    ConfigEditor,
+    edit_depth,
+    edit_width,
+    num_layers,
+    num_mtp_layers,
+)
+from moegrow.growth.layer_map import build_layer_map, copy_flags, preserves_order
+from moegrow.growth.routing import WidthRules, width_rules
+from moegrow.growth.spec import GrowthSpec
+from moegrow.io.checkpoint import Checkpoint
+from moegrow.io.safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, TensorInfo, numel
 
 #: std of the rows of a randomly initialised router (the paper's random-router baseline).
 RANDOM_ROUTER_STD = 0.02
@@ -168,7 +174,7 @@ def _validate_moe_layer(
                 f"{family.layer_prefix}{i}.{family.router.weight}"
             )
         return  # a dense layer of a mixed model
-    from moegrow.config_edit import first_present
+    from moegrow.growth.config_edit import first_present
 
     _, e_count = first_present(ckpt.config, family.experts.count_keys, "expert count")
     where = f"{ckpt.folder}: tensor {family.layer_prefix}{i}."

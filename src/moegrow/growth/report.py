@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from moegrow.config_edit import first_present, num_layers
 from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
-from moegrow.operators import CHUNK_ELEMENTS, COMPUTE_THREADS, WINDOW
-from moegrow.plan import Plan
+from moegrow.growth.config_edit import first_present, num_layers
+from moegrow.growth.operators import CHUNK_ELEMENTS, COMPUTE_THREADS, WINDOW
+from moegrow.growth.plan import Plan
 
 #: Resident memory of the Python process with torch imported and a plan built (measured: a
 #: depth-only growth of a 6.3 GB checkpoint peaks at 0.30 GB).

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from moegrow import experts_kernel
+from moegrow.modeling import experts_kernel
 
 
 def pick_device(name: str) -> torch.device:
@@ -18,7 +18,7 @@ def pick_device(name: str) -> torch.device:
 def load_model(folder: Path, device: torch.device):
     from transformers import AutoModelForCausalLM
 
-    import moegrow.models  # noqa: F401  (registers moegrow's own model variants)
+    import moegrow.modeling.variants  # noqa: F401  (registers moegrow's own model variants)
 
     # CPU: the eager expert loop is the fastest correct kernel (grouped_mm ~20% slower,
     # batched_mm ~80x slower: ECOSYSTEM.md §4); GPU: transformers' default grouped_mm, made

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from moegrow.errors import GrowthError
-from moegrow.spec import GrowthSpec
+from moegrow.growth.spec import GrowthSpec
 
 
 def build_layer_map(num_layers: int, spec: GrowthSpec) -> list[int]:

@@ -5,7 +5,7 @@ constant / cosine / WSD schedules, gradient accumulation, the global-batch load-
 and the aux-loss-free expert-bias update, checkpoints that resume bit for bit on CPU, metrics as
 JSONL, and the FLOPs ledger carried in the checkpoint's card.
 
-Batches are a pure function of the step (:mod:`moegrow.sampling`): a resumed run needs only the
+Batches are a pure function of the step (:mod:`moegrow.data.sampling`): a resumed run needs only the
 step to continue.
 """
 
@@ -22,17 +22,18 @@ from pathlib import Path
 
 import torch
 
-from moegrow import distributed as ddp
-from moegrow.card import CARD_NAME, write_json
-from moegrow.checkpoint import Checkpoint
+from moegrow.data.sampling import BlockSampler
 from moegrow.errors import MoegrowError
 from moegrow.families import family_for
 from moegrow.flops import param_stats
+from moegrow.io.card import CARD_NAME, write_json
+from moegrow.io.checkpoint import Checkpoint
 from moegrow.ledger import with_stage
-from moegrow.lm_loss import NextTokenLoss
-from moegrow.loading import load_model, pick_device
-from moegrow.perf import measured_matmul_peak
-from moegrow.router_stats import (
+from moegrow.modeling.lm_loss import NextTokenLoss
+from moegrow.modeling.loading import load_model, pick_device
+from moegrow.training import distributed as ddp
+from moegrow.training.perf import measured_matmul_peak
+from moegrow.training.router_stats import (
     RouterCapture,
     balance_loss,
     balance_metrics,
@@ -41,9 +42,8 @@ from moegrow.router_stats import (
     router_kind,
     update_expert_biases,
 )
-from moegrow.sampling import BlockSampler
-from moegrow.schedule import lr_at
-from moegrow.train_state import checkpoint_dirs, load_checkpoint, save_checkpoint
+from moegrow.training.schedule import lr_at
+from moegrow.training.train_state import checkpoint_dirs, load_checkpoint, save_checkpoint
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -127,7 +127,7 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
 @contextmanager
 def _tf32_matmuls(device: torch.device) -> Iterator[None]:
     """On CUDA, let the float32 matmuls that autocast leaves (experts kernels other than the
-    autocast-aware ``grouped_mm`` of :mod:`moegrow.experts_kernel`, for instance) use TF32
+    autocast-aware ``grouped_mm`` of :mod:`moegrow.modeling.experts_kernel`, for instance) use TF32
     tensor cores while training: 1.58x over plain float32 experts (``bench/experts_gpu.py``)."""
     if device.type != "cuda":
         yield
@@ -197,8 +197,8 @@ def train(
 ) -> TrainResult:
     """Train ``model_dir`` on the prepared data ``data_dir``, writing into the folder ``run``
     (``resume=True`` continues ``run`` from its last checkpoint with its own options)."""
-    from moegrow.evaluate import _check_vocab, validation_loss
-    from moegrow.token_shards import TokenData
+    from moegrow.data.token_shards import TokenData
+    from moegrow.training.evaluate import _check_vocab, validation_loss
 
     run = Path(run)
     opts = opts or TrainOptions()

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from moegrow.corpus import Document
+from moegrow.data.corpus import Document
+from moegrow.data.tokenizer import load_tokenizer
 from moegrow.errors import MoegrowError
-from moegrow.tokenizer import load_tokenizer
 
 MANIFEST_NAME = "manifest.json"
 TOKENIZER_DIR = "tokenizer"

@@ -21,16 +21,16 @@ from pathlib import Path
 import torch
 
 from moegrow import __version__
-from moegrow.atomic import partial_dir, replace_dir
-from moegrow.card import CARD_NAME, ledger_of, sha256_file, write_json
-from moegrow.checkpoint import CONFIG_NAME, INDEX_FILE, SINGLE_FILE, Checkpoint
-from moegrow.config_edit import num_layers
 from moegrow.errors import GrowthError
 from moegrow.flops import param_stats
-from moegrow.operators import COMPUTE_THREADS, OutputBuffers, PartJobs, run_jobs
-from moegrow.plan import OutTensor, Plan, assign_shards, make_plan
-from moegrow.safetensors_io import StreamingShardWriter
-from moegrow.spec import GrowthSpec
+from moegrow.growth.config_edit import num_layers
+from moegrow.growth.operators import COMPUTE_THREADS, OutputBuffers, PartJobs, run_jobs
+from moegrow.growth.plan import OutTensor, Plan, assign_shards, make_plan
+from moegrow.growth.spec import GrowthSpec
+from moegrow.io.atomic import partial_dir, replace_dir
+from moegrow.io.card import CARD_NAME, ledger_of, sha256_file, write_json
+from moegrow.io.checkpoint import CONFIG_NAME, INDEX_FILE, SINGLE_FILE, Checkpoint
+from moegrow.io.safetensors_io import StreamingShardWriter
 
 DEFAULT_MAX_SHARD_SIZE = 5 * 10**9
 

@@ -24,8 +24,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from moegrow.curves import compute_multiplier, describe_multiplier, loss_at
 from moegrow.errors import MoegrowError
+from moegrow.experiments.curves import compute_multiplier, describe_multiplier, loss_at
 
 
 @dataclass
@@ -57,9 +57,9 @@ def _steps(flops: float, flops_per_token: float, cfg: DemoConfig) -> int:
 
 
 def _stats(folder: Path):
-    from moegrow.checkpoint import Checkpoint
     from moegrow.families import family_for
     from moegrow.flops import param_stats
+    from moegrow.io.checkpoint import Checkpoint
 
     with Checkpoint(folder) as ckpt:
         return param_stats(
@@ -71,8 +71,8 @@ def _stats(folder: Path):
 
 def _train(model: Path, data: Path, run: Path, flops: float, cfg: DemoConfig, label: str):
     """Train with a FLOPs budget, evaluating ``eval_points`` times; returns (result, curve)."""
-    from moegrow.evaluate import evaluate
-    from moegrow.train import TrainOptions, train
+    from moegrow.training.evaluate import evaluate
+    from moegrow.training.train import TrainOptions, train
 
     fpt = _stats(model).flops_per_token(cfg.seq_len)
     steps = _steps(flops, fpt, cfg)
@@ -100,10 +100,10 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, *, overwrite: bool 
     """Run the demo into folder ``out``; returns the summary it printed (also demo.json)."""
     from transformers.utils import logging as hf_logging
 
-    from moegrow.data import prepare
-    from moegrow.grow import grow
-    from moegrow.presets import init_checkpoint
-    from moegrow.spec import GrowthSpec
+    from moegrow.data.prepare import prepare
+    from moegrow.growth.grow import grow
+    from moegrow.growth.spec import GrowthSpec
+    from moegrow.modeling.presets import init_checkpoint
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

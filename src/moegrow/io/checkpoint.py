@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from moegrow.errors import CheckpointError
-from moegrow.safetensors_io import TensorInfo, pread_exact, pread_into, read_header, to_torch
+from moegrow.io.safetensors_io import TensorInfo, pread_exact, pread_into, read_header, to_torch
 
 CONFIG_NAME = "config.json"
 SINGLE_FILE = "model.safetensors"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from moegrow.repro.experiments import Outcome, Plot, Table
+from moegrow.experiments.repro.experiments import Outcome, Plot, Table
 
 
 def _cell(value) -> str:

@@ -48,8 +48,8 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _tensors(folder: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a checkpoint folder (tiny models: read whole, never unpickled)."""
-    from moegrow.checkpoint import Checkpoint
-    from moegrow.safetensors_io import to_torch
+    from moegrow.io.checkpoint import Checkpoint
+    from moegrow.io.safetensors_io import to_torch
 
     with Checkpoint(folder) as ckpt:
         return {
@@ -79,10 +79,10 @@ def expert_divergence(folder: Path, num_original: int) -> dict:
     """How far width copies (expert ``E + i``, appended) have moved from their originals
     ``i``: per layer, the mean cosine between a copy's and its original's weights (all its
     matrices together) and between their router rows."""
-    from moegrow.checkpoint import Checkpoint
     from moegrow.families import family_for
-    from moegrow.plan import split_layers
-    from moegrow.safetensors_io import to_torch
+    from moegrow.growth.plan import split_layers
+    from moegrow.io.checkpoint import Checkpoint
+    from moegrow.io.safetensors_io import to_torch
 
     weights, rows = [], []
     with Checkpoint(folder) as ckpt:
@@ -124,16 +124,16 @@ def co_selection(folder: Path, data: Path, num_original: int, seq_len: int, toke
     """Over validation tokens, of the tokens routed to an original expert ``i`` or its copy
     ``E + i``, the fraction routed to both (1 = the copy routes exactly like its original; the
     copies have not specialised), averaged over pairs and layers."""
-    from moegrow.checkpoint import Checkpoint
-    from moegrow.evaluate import eval_windows
-    from moegrow.loading import load_model
-    from moegrow.router_stats import (
+    from moegrow.data.token_shards import TokenData
+    from moegrow.io.checkpoint import Checkpoint
+    from moegrow.modeling.loading import load_model
+    from moegrow.training.evaluate import eval_windows
+    from moegrow.training.router_stats import (
         RouterCapture,
         expert_bias_buffers,
         router_kind,
         selection_scores,
     )
-    from moegrow.token_shards import TokenData
 
     with Checkpoint(folder) as ckpt:
         config = ckpt.config
@@ -180,7 +180,7 @@ def moment_cosine(
     (experts, router rows) are compared on their original rows only."""
     from safetensors.torch import load_file
 
-    from moegrow.train_state import OPTIMIZER_FILE, SEP
+    from moegrow.training.train_state import OPTIMIZER_FILE, SEP
 
     def moments(folder: Path) -> dict[str, torch.Tensor]:
         state = load_file(folder / OPTIMIZER_FILE)

@@ -1,0 +1,1 @@
+"""Training data: corpora, tokenizers, token shards, the prepared data folder and batch sampling."""

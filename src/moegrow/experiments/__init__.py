@@ -1,0 +1,1 @@
+"""Experiments built from the library: the demo, the paper's reproduction suite and loss curves."""

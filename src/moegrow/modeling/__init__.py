@@ -1,0 +1,2 @@
+"""Models for training: moegrow's registered variants, presets, loading, kernels and the fused head
+loss."""

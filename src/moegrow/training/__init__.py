@@ -1,0 +1,2 @@
+"""Continued pre-training: the training loop, its checkpoints, schedules, router statistics,
+distributed helpers and evaluation."""
