@@ -11,7 +11,7 @@ $(BIN)/moegrow: pyproject.toml
 	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[dev]"
 	touch $@
 
-.PHONY: demo test lint
+.PHONY: demo test test-all lint
 demo: $(BIN)/moegrow
 	$(BIN)/moegrow demo --overwrite
 
@@ -21,3 +21,6 @@ lint: $(BIN)/moegrow
 
 test: lint
 	$(BIN)/python -m pytest
+
+test-all: lint
+	$(BIN)/python -m pytest -m ''
