@@ -19,8 +19,9 @@ lint: $(BIN)/moegrow
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Tests run in one worker per core, each with one OpenMP thread (tiny models gain nothing from more).
 test: lint
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n auto
 
 test-all: lint
-	$(BIN)/python -m pytest -m ''
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n auto -m ''

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,33 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import tiny_models  # noqa: E402
+
+
+def _cores_per_worker() -> int:
+    """The cores this process may use, shared among the pytest-xdist workers."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (cores or 1) // workers)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _size_thread_pools():
+    """One intra-op pool per worker sized to its share of the cores: oversubscribed OpenMP
+    pools spin against each other and slow a busy machine's suite many times over."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(_cores_per_worker())
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _registered_variants():
+    """Tests build moegrow_moe models with transformers' Auto classes directly."""
+    from moegrow.modeling.variants import register
+
+    register()
 
 
 @pytest.fixture(autouse=True, scope="session")

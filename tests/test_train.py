@@ -89,7 +89,7 @@ def test_fsdp2_two_processes_match_one(base_model, data_dir, tmp_path):
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        "--master_port=29561",
+        "--standalone",  # a free port: concurrent runs must not collide
         "-m",
         "moegrow",
         "train",

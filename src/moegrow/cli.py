@@ -112,10 +112,11 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
 
 def cmd_grow(a: argparse.Namespace) -> int:
-    from moegrow.growth.grow import grow
+    from moegrow.growth.grow import bound_malloc_retention, grow
     from moegrow.growth.report import human
 
     spec = spec_from_args(a)
+    bound_malloc_retention()
     result = grow(
         a.src,
         a.out,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from moegrow.errors import MoegrowError
 from moegrow.experiments.curves import compute_multiplier, describe_multiplier, loss_at
+from moegrow.modeling.quiet import quiet_transformers
 
 
 @dataclass
@@ -96,17 +97,14 @@ def _train(model: Path, data: Path, run: Path, flops: float, cfg: DemoConfig, la
     return result, curve
 
 
+@quiet_transformers()
 def run_demo(out: str | Path, cfg: DemoConfig | None = None, *, overwrite: bool = False) -> dict:
     """Run the demo into folder ``out``; returns the summary it printed (also demo.json)."""
-    from transformers.utils import logging as hf_logging
-
     from moegrow.data.prepare import prepare
     from moegrow.growth.grow import grow
     from moegrow.growth.spec import GrowthSpec
     from moegrow.modeling.presets import init_checkpoint
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     cfg = cfg or DemoConfig()
     out = Path(out)
     if out.exists():

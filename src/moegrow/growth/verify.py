@@ -89,7 +89,9 @@ def verify(
     import torch
     from transformers import AutoModelForCausalLM
 
-    import moegrow.modeling.variants  # noqa: F401  (registers moegrow's own model variants)
+    from moegrow.modeling.variants import register
+
+    register()  # moegrow's own model types, known to transformers' Auto classes
 
     card = read_card(grown)
     expected_exact = card.get("exact") if card else None

@@ -18,7 +18,9 @@ def pick_device(name: str) -> torch.device:
 def load_model(folder: Path, device: torch.device):
     from transformers import AutoModelForCausalLM
 
-    import moegrow.modeling.variants  # noqa: F401  (registers moegrow's own model variants)
+    from moegrow.modeling.variants import register
+
+    register()  # moegrow's own model types, known to transformers' Auto classes
 
     # CPU: the eager expert loop is the fastest correct kernel (grouped_mm ~20% slower,
     # batched_mm ~80x slower: ECOSYSTEM.md §4); GPU: transformers' default grouped_mm, made

@@ -189,7 +189,9 @@ def _check_override(key: str, model_type: str) -> str:
 def _config_class(model_type: str):
     from transformers import CONFIG_MAPPING
 
-    import moegrow.modeling.variants  # noqa: F401  (registers moegrow_moe)
+    from moegrow.modeling.variants import register
+
+    register()  # moegrow's own model types, known to transformers' Auto classes
 
     return CONFIG_MAPPING[model_type]
 

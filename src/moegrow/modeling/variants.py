@@ -10,7 +10,7 @@ such model, so this module adds one, built from the Qwen3-MoE modules, with two 
 - ``norm_position``: ``"pre"`` (Qwen3-MoE's layer) or ``"post"``
   (``h = norm1(x + attn(x)); out = norm2(h + moe(h))``, same parameter names).
 
-Importing this module registers ``moegrow_moe`` with ``AutoConfig`` / ``AutoModelForCausalLM``
+:func:`register` registers ``moegrow_moe`` with ``AutoConfig`` / ``AutoModelForCausalLM``
 and registers Qwen3-MoE's checkpoint conversion for it, so ``save_pretrained`` writes the
 per-expert on-disk layout of ``qwen3_moe`` (``mlp.experts.{e}.{gate,up,down}_proj.weight``) and
 ``from_pretrained`` fuses it back. Registration is idempotent.
@@ -167,7 +167,9 @@ class MoegrowMoeForCausalLM(MoegrowMoePreTrainedModel, Qwen3MoeForCausalLM):
 
 
 def register() -> None:
-    """Register ``moegrow_moe`` with transformers (idempotent; runs at import)."""
+    """Register ``moegrow_moe`` with transformers' Auto classes and checkpoint conversions
+    (idempotent). Every entry point that loads or builds a model calls it; importing this module
+    changes nothing."""
     AutoConfig.register(MODEL_TYPE, MoegrowMoeConfig, exist_ok=True)
     AutoModelForCausalLM.register(MoegrowMoeConfig, MoegrowMoeForCausalLM, exist_ok=True)
     if MODEL_TYPE not in USER_REGISTERED_MAPPINGS:
@@ -177,8 +179,6 @@ def register() -> None:
             MODEL_TYPE, get_checkpoint_conversion_mapping("qwen3_moe")
         )
 
-
-register()
 
 __all__ = [
     "MODEL_TYPE",

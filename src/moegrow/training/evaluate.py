@@ -155,7 +155,9 @@ def run_lm_eval(
         raise MoegrowError(
             "--lm-eval needs lm-evaluation-harness: pip install 'lm-eval>=0.4' (or moegrow[eval])"
         ) from None
-    import moegrow.modeling.variants  # noqa: F401  (registers moegrow's model variants)
+    from moegrow.modeling.variants import register
+
+    register()  # moegrow's own model types, known to transformers' Auto classes
 
     manager = TaskManager(include_path=include_path) if include_path else TaskManager()
     unknown = [t for t in tasks if t not in manager.all_tasks]

@@ -12,10 +12,12 @@ from moegrow.experiments.repro.experiments import DEFAULT_SEEDS, EXPERIMENTS, Ou
 from moegrow.experiments.repro.report import write_outcome
 from moegrow.experiments.repro.runs import RunStore
 from moegrow.experiments.repro.scales import get_scale
+from moegrow.modeling.quiet import quiet_transformers
 
 DEFAULT_OUT = "moegrow-repro"
 
 
+@quiet_transformers()
 def run_repro(
     experiment: str,
     scale: str = "micro",
@@ -32,8 +34,6 @@ def run_repro(
     ``layers``: a base model of this many layers instead of the preset's (its own runs)."""
     from dataclasses import replace
 
-    from transformers.utils import logging as hf_logging
-
     if experiment != ALL and experiment not in EXPERIMENTS:
         raise MoegrowError(
             f"experiment {experiment!r}: unknown; choose one of {', '.join(EXPERIMENTS)} or {ALL}"
@@ -42,8 +42,6 @@ def run_repro(
         raise MoegrowError(f"--seeds must be >= 1, got {seeds}")
     if layers is not None and layers < 1:
         raise MoegrowError(f"--layers must be >= 1, got {layers}")
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     sc = replace(get_scale(scale), device=device, layers=layers)
     root = Path(out) / sc.label
     store = RunStore(root, sc, texts=texts, progress=progress, stop_after=stop_after)
