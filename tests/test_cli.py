@@ -38,7 +38,8 @@ def test_plan_prints_before_after_and_edits(tiny, run_cli):
 def test_plan_writes_nothing(tiny, tmp_path, run_cli):
     src = tiny("mixtral", num_layers=2)
     before = sorted(p.name for p in src.iterdir())
-    run_cli("plan", src, "--depth", "2")
+    code, out, _ = run_cli("plan", src, "--depth", "2")
+    assert code == 0 and "layer map: 0 0 1 1" in out
     assert sorted(p.name for p in src.iterdir()) == before
 
 
@@ -66,7 +67,8 @@ def test_grow_writes_card_index_and_other_files(tiny, tmp_path, run_cli):
     }
     assert card["ledger"][-1]["stage"] == "grow"
     # a second growth carries the ledger forward
-    run_cli("grow", out, tmp_path / "again", "--depth", "2", "--quiet")
+    code, _, _ = run_cli("grow", out, tmp_path / "again", "--depth", "2", "--quiet")
+    assert code == 0
     card2 = json.loads((tmp_path / "again" / CARD_NAME).read_text())
     assert [e["stage"] for e in card2["ledger"]] == ["grow", "grow"]
 
@@ -94,7 +96,7 @@ def test_verify_refuses_models_that_do_not_fit(tiny, tmp_path, run_cli, monkeypa
     from moegrow.growth import verify
 
     src = tiny("mixtral", num_layers=2)
-    run_cli("grow", src, tmp_path / "out", "--depth", "2", "--quiet")
+    assert run_cli("grow", src, tmp_path / "out", "--depth", "2", "--quiet")[0] == 0
     monkeypatch.setattr(verify, "available_memory", lambda: 10 * 2**20)
     code, _, err = run_cli("verify", src, tmp_path / "out")
     assert code == 2 and "GiB" in err and "needs about" in err

@@ -88,6 +88,14 @@ def test_explicit_layer_map_solar_style(tiny, tmp_path):
     result = grow(src, tmp_path / "out", spec, progress=False)
     assert result.plan.layer_map == [0, 1, 2, 1, 2, 3]
     assert json.loads((tmp_path / "out" / "config.json").read_text())["num_hidden_layers"] == 6
+    before, after = read_tensors(src), read_tensors(tmp_path / "out")
+    for j, s in enumerate(result.plan.layer_map):
+        copied = {k: v for k, v in after.items() if k.startswith(f"model.layers.{j}.")}
+        assert copied, f"no tensors for output layer {j}"
+        for name, t in copied.items():
+            original = before[name.replace(f"layers.{j}.", f"layers.{s}.", 1)]
+            assert t.dtype == original.dtype and t.equal(original), name
+    assert {k for k in after if ".layers." not in k} == {k for k in before if ".layers." not in k}
 
 
 def test_zero_init_zeroes_only_copies_residual_outputs(tiny, tmp_path):
