@@ -192,5 +192,5 @@ def test_every_experiment_writes_csv_plots_and_markdown(tmp_path, corpus, monkey
 def test_repro_rejects_bad_options(run_cli):
     code, _, err = run_cli("repro", "noise", "--seeds", "0")
     assert code == 2 and "--seeds must be >= 1" in err
-    with pytest.raises(SystemExit):
-        run_cli("repro", "no-such-experiment")
+    code, _, err = run_cli("repro", "no-such-experiment")
+    assert code == 2 and "invalid choice: 'no-such-experiment'" in err

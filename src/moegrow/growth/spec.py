@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 from moegrow.errors import GrowthError
 
-DEPTH_METHODS = ("interpose", "stack")
-EXPERT_ORDERS = ("append", "interleave")
-ROUTER_INITS = ("copy", "random")
-EXPERT_INITS = ("copy", "random")
+DepthMethod = Literal["interpose", "stack"]
+ExpertOrder = Literal["append", "interleave"]
+RouterInit = Literal["copy", "random"]
+ExpertInit = Literal["copy", "random"]
+TopKRule = Literal["scale", "keep"]
+
+DEPTH_METHODS: tuple[str, ...] = get_args(DepthMethod)
+EXPERT_ORDERS: tuple[str, ...] = get_args(ExpertOrder)
+ROUTER_INITS: tuple[str, ...] = get_args(RouterInit)
+EXPERT_INITS: tuple[str, ...] = get_args(ExpertInit)
+TOP_K_RULES: tuple[str, ...] = get_args(TopKRule)
 
 
 @dataclass(frozen=True)
@@ -18,7 +26,7 @@ class GrowthSpec:
 
     depth: int = 1
     """Depth factor K: each (not kept) source layer appears K times. 1 = no depth growth."""
-    depth_method: str = "interpose"
+    depth_method: DepthMethod = "interpose"
     """``interpose``: new layer j copies source layer j // K (l0 l0 l1 l1 ...), the paper's
     method; ``stack``: the block of layers is repeated (l0 l1 l0 l1), as in LLaMA-Pro/SOLAR."""
     keep_first: int = 0
@@ -32,18 +40,18 @@ class GrowthSpec:
     the source did (the paper's main method does not: plain copies)."""
     width: int = 1
     """Width factor M: E experts -> M*E. 1 = no width growth."""
-    top_k: str | int = "scale"
+    top_k: TopKRule | int = "scale"
     """``scale``: k -> M*k (the paper's rule, needed for exactness); ``keep``: k unchanged; or
     an explicit number."""
     noise: float = 0.01
     """Relative noise on copied experts and router rows: std = noise x the copied tensor's std."""
-    expert_order: str = "append"
+    expert_order: ExpertOrder = "append"
     """``append``: copy of expert i is expert E+i; ``interleave``: copies follow their original."""
-    experts: str = "copy"
+    experts: ExpertInit = "copy"
     """``copy``: new experts copy their originals (plus noise); ``random``: new experts freshly
     initialised, N(0, initializer_range^2) like the model's own init (the paper's random-experts
     baseline)."""
-    router: str = "copy"
+    router: RouterInit = "copy"
     """``copy``: copied router rows (+ noise); ``random``: N(0, 0.02^2) rows and zero biases for
     the new experts."""
     seed: int = 0
@@ -61,7 +69,7 @@ class GrowthSpec:
         _check_choice("--router", self.router, ROUTER_INITS)
         _check_choice("--experts", self.experts, EXPERT_INITS)
         if isinstance(self.top_k, str):
-            _check_choice("--top-k", self.top_k, ("scale", "keep"))
+            _check_choice("--top-k", self.top_k, TOP_K_RULES)
         else:
             _check_int("--top-k", self.top_k, minimum=1)
         if not (isinstance(self.noise, (int, float)) and self.noise >= 0):
@@ -118,8 +126,8 @@ def parse_factor(option: str, text: str) -> int:
     return value
 
 
-def parse_top_k(text: str) -> str | int:
-    if text in ("scale", "keep"):
+def parse_top_k(text: str) -> TopKRule | int:
+    if text == "scale" or text == "keep":
         return text
     try:
         return int(text)

@@ -21,6 +21,11 @@ from moegrow.errors import MoegrowError
 from moegrow.io.atomic import partial_dir, replace_dir
 from moegrow.io.card import CARD_NAME, write_json
 
+ROUTER_SCORINGS = ("softmax", "sigmoid")
+"""``router_scoring`` of ``moegrow_moe``: Qwen3-MoE's softmax or the paper's sigmoid router."""
+NORM_POSITIONS = ("pre", "post")
+"""``norm_position`` of ``moegrow_moe``: pre-norm (Qwen3-MoE) or post-norm layers."""
+
 #: Above this many parameters a checkpoint is not materialised on a CPU (fp32 needs 4 bytes per
 #: parameter for the weights alone, and initialising billions of them takes a long time); write
 #: its config.json with ``config_only=True`` instead, for planning and FLOPs.
@@ -123,7 +128,6 @@ def config_dict(
     softmax + pre-norm is a ``moegrow_moe`` model. ``overrides`` replace config keys; a key the
     config class does not declare is an error that lists the valid ones.
     """
-    from moegrow.modeling.variants import NORM_POSITIONS, ROUTER_SCORINGS
 
     if preset not in PRESETS:
         raise MoegrowError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")

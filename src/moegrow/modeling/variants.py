@@ -39,9 +39,9 @@ from transformers.models.qwen3_moe.modeling_qwen3_moe import (
     Qwen3MoeTopKRouter,
 )
 
+from moegrow.modeling.presets import NORM_POSITIONS, ROUTER_SCORINGS
+
 MODEL_TYPE = "moegrow_moe"
-ROUTER_SCORINGS = ("softmax", "sigmoid")
-NORM_POSITIONS = ("pre", "post")
 
 
 @strict

@@ -15,6 +15,7 @@ import torch
 from moegrow.errors import MoegrowError
 from moegrow.modeling.lm_loss import NextTokenLoss
 from moegrow.training import distributed as ddp
+from moegrow.training.options import EVAL_SEQ_LEN, EVAL_TOKENS
 from moegrow.training.router_stats import RouterCapture, RouterKind, balance_metrics, expert_loads
 
 
@@ -87,8 +88,8 @@ def evaluate(
     model_dir: str | Path,
     data_dir: str | Path,
     *,
-    seq_len: int = 256,
-    tokens: int = 65536,
+    seq_len: int = EVAL_SEQ_LEN,
+    tokens: int = EVAL_TOKENS,
     batch: int = 8,
     device: str = "auto",
 ) -> dict:

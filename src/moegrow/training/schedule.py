@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 from moegrow.errors import MoegrowError
+from moegrow.training.options import Schedule
 
-SCHEDULES = ("constant", "cosine", "wsd")
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 
 def lr_at(

@@ -32,6 +32,7 @@ from moegrow.ledger import with_stage
 from moegrow.modeling.lm_loss import NextTokenLoss
 from moegrow.modeling.loading import load_model, pick_device
 from moegrow.training import distributed as ddp
+from moegrow.training.options import TrainOptions
 from moegrow.training.perf import measured_matmul_peak
 from moegrow.training.router_stats import (
     RouterCapture,
@@ -47,60 +48,6 @@ from moegrow.training.train_state import checkpoint_dirs, load_checkpoint, save_
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
-
-
-@dataclass
-class TrainOptions:
-    """Options of ``moegrow train`` (one field per command-line option)."""
-
-    tokens: int | None = None
-    """Training tokens of this run (or give ``flops``)."""
-    flops: float | None = None
-    """Training FLOPs of this run, converted to tokens with the model's FLOPs per token."""
-    batch_size: int = 8
-    """Sequences per optimizer step, over all processes and accumulation micro-steps."""
-    seq_len: int = 256
-    grad_accum: int = 1
-    """Micro-batches per optimizer step (each of batch_size / grad_accum sequences)."""
-    lr: float = 3e-4
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.1
-    decay_fraction: float = 0.2
-    """WSD: fraction of the steps spent decaying."""
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    aux_loss_coef: float | None = None
-    """Load-balancing loss coefficient; None takes the model config's router_aux_loss_coef."""
-    expert_bias_rate: float = 1e-3
-    """Aux-loss-free bias update rate for routers with an expert bias (0 disables it)."""
-    seed: int = 0
-    eval_every: int = 0
-    """Evaluate the validation loss every N steps (0: only at the end)."""
-    eval_tokens: int = 32768
-    save_every: int = 0
-    """Write a resumable checkpoint every N steps (0: only at the end)."""
-    keep_checkpoints: int = 2
-    stop_after: int | None = None
-    """Stop (with a resumable checkpoint) after this many steps of this invocation."""
-    compile: bool = False
-    tensorboard: bool = False
-    device: str = "auto"
-    progress: bool = True
-
-    def check(self) -> None:
-        if (self.tokens is None) == (self.flops is None):
-            raise MoegrowError("train: give exactly one of --tokens N and --flops F")
-        for name in ("batch_size", "seq_len", "grad_accum"):
-            if getattr(self, name) < 1:
-                raise MoegrowError(f"--{name.replace('_', '-')} must be >= 1")
-        if self.batch_size % self.grad_accum:
-            raise MoegrowError(
-                f"--batch-size {self.batch_size} must be a multiple of --grad-accum "
-                f"{self.grad_accum}"
-            )
 
 
 @dataclass

@@ -1,0 +1,72 @@
+"""Options of training and evaluation, as plain data (imported by the command line without
+loading torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from moegrow.errors import MoegrowError
+
+Schedule = Literal["constant", "cosine", "wsd"]
+
+EVAL_SEQ_LEN = 256
+"""Tokens per sequence of ``moegrow eval``."""
+EVAL_TOKENS = 65536
+"""Validation tokens ``moegrow eval`` scores."""
+
+
+@dataclass
+class TrainOptions:
+    """Options of ``moegrow train`` (one field per command-line option)."""
+
+    tokens: int | None = None
+    """Training tokens of this run (or give ``flops``)."""
+    flops: float | None = None
+    """Training FLOPs of this run, converted to tokens with the model's FLOPs per token."""
+    batch_size: int = 8
+    """Sequences per optimizer step, over all processes and accumulation micro-steps."""
+    seq_len: int = 256
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (each of batch_size / grad_accum sequences)."""
+    lr: float = 3e-4
+    schedule: Schedule = "constant"
+    """Learning-rate schedule after the warm-up: constant, cosine to ``min_lr_ratio``, or WSD
+    (warm-up, stable, decay over the last ``decay_fraction`` of the steps)."""
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    decay_fraction: float = 0.2
+    """WSD: fraction of the steps spent decaying."""
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    aux_loss_coef: float | None = None
+    """Load-balancing loss coefficient; None takes the model config's router_aux_loss_coef."""
+    expert_bias_rate: float = 1e-3
+    """Aux-loss-free bias update rate for routers with an expert bias (0 disables it)."""
+    seed: int = 0
+    eval_every: int = 0
+    """Evaluate the validation loss every N steps (0: only at the end)."""
+    eval_tokens: int = 32768
+    save_every: int = 0
+    """Write a resumable checkpoint every N steps (0: only at the end)."""
+    keep_checkpoints: int = 2
+    stop_after: int | None = None
+    """Stop (with a resumable checkpoint) after this many steps of this invocation."""
+    compile: bool = False
+    tensorboard: bool = False
+    device: str = "auto"
+    progress: bool = True
+
+    def check(self) -> None:
+        if (self.tokens is None) == (self.flops is None):
+            raise MoegrowError("train: give exactly one of --tokens N and --flops F")
+        for name in ("batch_size", "seq_len", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise MoegrowError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.batch_size % self.grad_accum:
+            raise MoegrowError(
+                f"--batch-size {self.batch_size} must be a multiple of --grad-accum "
+                f"{self.grad_accum}"
+            )
