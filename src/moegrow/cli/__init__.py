@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from typing import NoReturn
 
 from moegrow import __version__
 from moegrow.cli import experiments, growth, training
@@ -20,7 +21,7 @@ EXIT_BAD_INPUT = 2
 class _Parser(argparse.ArgumentParser):
     """Option errors in one line, like every other error of moegrow (subcommands inherit it)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"moegrow: error: {message} (see '{self.prog} --help')\n")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from moegrow.cli.options import add_options, from_args
 from moegrow.errors import MoegrowError
@@ -19,7 +21,7 @@ WIDTH_FIELDS = ("width", "top_k", "noise", "expert_order", "router", "experts")
 
 def add_growth_options(p: argparse.ArgumentParser) -> None:
     """Every :class:`GrowthSpec` field, in a depth and a width group; ``--seed`` last."""
-    parsers = {
+    parsers: dict[str, Callable[[str], Any]] = {
         "depth": lambda text: parse_factor("--depth", text),
         "width": lambda text: parse_factor("--width", text),
         "top_k": parse_top_k,

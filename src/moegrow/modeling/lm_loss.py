@@ -22,6 +22,8 @@ loss from the model's logits as usual.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -129,7 +131,7 @@ class NextTokenLoss:
         self.body = getattr(model, "base_model", None)
         self.fused = fused and self._fused_head_matches(sample_ids[:1])
         target = self.body if self.fused else model
-        self.forward = torch.compile(target) if compile else target
+        self.forward: Any = torch.compile(target) if compile else target
 
     @torch.no_grad()
     def _fused_head_matches(self, sample_ids: torch.Tensor) -> bool:

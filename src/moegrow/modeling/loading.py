@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from moegrow.modeling import experts_kernel
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 def pick_device(name: str) -> torch.device:
@@ -15,7 +19,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_model(folder: Path, device: torch.device):
+def load_model(folder: Path, device: torch.device) -> PreTrainedModel:
     from transformers import AutoModelForCausalLM
 
     from moegrow.modeling.variants import register
@@ -32,4 +36,5 @@ def load_model(folder: Path, device: torch.device):
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     if device.type == "cuda":
         experts_kernel.use_for_training(model)  # grouped_mm, in bf16 under autocast
-    return model.to(device)
+    # transformers annotates .to() narrowly; a torch.device is what it takes at run time
+    return model.to(device)  # type: ignore[arg-type]

@@ -170,7 +170,7 @@ def config_dict(
         config["router_scoring"] = router
         config["norm_position"] = norm
     for key, value in (overrides or {}).items():
-        config[_check_override(key, config["model_type"])] = value
+        config[_check_override(key, str(config["model_type"]))] = value
     return config
 
 

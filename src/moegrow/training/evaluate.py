@@ -69,14 +69,18 @@ def validation_loss(
         count += rows[:, 1:].numel()
         router_logits = capture.take() if capture is not None else ()
         if kind is not None and router_logits:
-            no_bias = [None] * len(router_logits)
+            no_bias: list[torch.Tensor | None] = [None] * len(router_logits)
             layer_loads = expert_loads(router_logits, kind, biases or no_bias, reduce=False)
             loads = layer_loads if loads is None else loads + layer_loads
     total, count = ddp.all_sum([total, count])
     if was_training:
         model.train()
     loss = total / count
-    result = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_tokens": int(count)}
+    result: dict[str, object] = {
+        "val_loss": loss,
+        "val_ppl": math.exp(min(loss, 50.0)),
+        "val_tokens": int(count),
+    }
     if loads is not None:
         if ddp.world()[1] > 1:
             torch.distributed.all_reduce(loads)

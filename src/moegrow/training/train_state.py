@@ -41,7 +41,7 @@ def optimizer_tensors(optim_state: dict) -> tuple[dict[str, torch.Tensor], list[
 
 
 def optimizer_state(tensors: dict[str, torch.Tensor], groups: list[dict]) -> dict:
-    state: dict[int, dict] = {}
+    state: dict[str, dict] = {}  # keyed by parameter name (named optimizer state)
     for name, t in tensors.items():
         index, key = name.rsplit(SEP, 1)
         state.setdefault(index, {})[key] = t
