@@ -252,3 +252,13 @@ def test_killed_process_leaves_nothing(tmp_path, sig):
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert sorted(q.name for q in tmp_path.iterdir()) == ["src"]
+
+
+@pytest.mark.parametrize("top_k", [0, -1])
+def test_non_positive_top_k_is_refused(tiny, tmp_path, run_cli, top_k):
+    src = _copy(tiny("mixtral", num_layers=2), tmp_path / "src")
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["num_experts_per_tok"] = top_k
+    (src / "config.json").write_text(json.dumps(cfg))
+    line = _check(run_cli, tmp_path, src, "--width", "2", expect="num_experts_per_tok")
+    assert f"must be >= 1, got {top_k}" in line

@@ -68,15 +68,13 @@ def param_stats(
     tensors: Iterable[tuple[str, str, tuple[int, ...]]], family: Family, config: dict
 ) -> ParamStats:
     """Count parameters of a checkpoint given ``(name, dtype, shape)`` of every tensor."""
-    total = active = embedding = 0
-    num_experts = top_k = None
+    total = embedding = 0
+    active = 0.0
+    # share of a routed expert's parameters active per token: k / E
+    routed_share = 1.0
     if family.experts is not None:
-        num_experts = next(
-            (config[k] for k in family.experts.count_keys if isinstance(config.get(k), int)), None
-        )
-        top_k = next(
-            (config[k] for k in family.experts.top_k_keys if isinstance(config.get(k), int)), None
-        )
+        num_experts, top_k = family.expert_counts(config)
+        routed_share = top_k / num_experts
     for name, dtype, shape in tensors:
         m = family.layer_regex.match(name)
         role = family.classify(m.group("rest"))[0] if m else "plain"
@@ -86,11 +84,7 @@ def param_stats(
         total += n
         if name == family.embedding:
             embedding = n
-        routed = role in ("expert", "fused")
-        if routed and num_experts and top_k:
-            active += n * top_k / num_experts
-        else:
-            active += n
+        active += n * routed_share if role in ("expert", "fused") else n
     n_layers = config.get(family.num_layers_key, 0)
     return ParamStats(
         total=total,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from moegrow.errors import MoegrowError
 from moegrow.experiments.curves import compute_multiplier, describe_multiplier, loss_at
+from moegrow.families import family_for
 from moegrow.modeling.quiet import quiet_transformers
 
 
@@ -58,7 +59,6 @@ def _steps(flops: float, flops_per_token: float, cfg: DemoConfig) -> int:
 
 
 def _stats(folder: Path):
-    from moegrow.families import family_for
     from moegrow.flops import param_stats
     from moegrow.io.checkpoint import Checkpoint
 
@@ -135,8 +135,12 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, *, overwrite: bool 
 
     print(f"[5/6] train the grown size from scratch ({cfg.scratch_over_extra:g} x the extra FLOPs)")
     config = json.loads((grown_init / "config.json").read_text())
-    sizes = {k: config[k] for k in ("num_hidden_layers", "num_experts_per_tok")}
-    sizes["num_experts"] = config.get("num_experts", config.get("num_local_experts"))
+    num_experts, top_k = family_for(config).expert_counts(config)
+    sizes = {
+        "num_hidden_layers": config["num_hidden_layers"],
+        "num_experts": num_experts,
+        "num_experts_per_tok": top_k,
+    }
     scratch_init = init_checkpoint(
         out / "scratch-init", cfg.preset, tokenizer=str(data), seed=cfg.seed + 1, overrides=sizes
     )

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 
+from moegrow.errors import MoegrowError
+
 
 @cache
 def compile_template(template: str) -> re.Pattern[str]:
@@ -52,6 +54,11 @@ class Router:
     """Value assumed when the ``renormalize`` key is absent from config.json."""
     group_keys: tuple[str, str] | None = None
     """``(n_group, topk_group)`` config keys of group-limited routing, scaled with the experts."""
+
+    def scoring_for(self, config: dict) -> str:
+        """The scoring of this config: ``scoring``, unless ``scoring_key`` names another."""
+        value = config.get(self.scoring_key) if self.scoring_key else None
+        return value if isinstance(value, str) else self.scoring
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,28 @@ class Family:
     def is_moe(self) -> bool:
         return self.experts is not None
 
+    def expert_counts(self, config: dict) -> tuple[int, int]:
+        """(routed experts E, experts per token k) from a config dict, read under the first key
+        of the declaration that holds an integer. Raises for a dense family or a config that
+        names neither."""
+        if self.experts is None:
+            raise MoegrowError(f"config.json: {self.name} is a dense family; it has no experts")
+        counts = []
+        for keys, what in (
+            (self.experts.count_keys, "expert count"),
+            (self.experts.top_k_keys, "top-k"),
+        ):
+            key = next((k for k in keys if _is_int(config.get(k))), None)
+            if key is None:
+                raise MoegrowError(
+                    f"config.json: no {what} found under any of {', '.join(keys)}; add the count "
+                    "the checkpoint was trained with"
+                )
+            if config[key] < 1:
+                raise MoegrowError(f"config.json: {key} must be >= 1, got {config[key]}")
+            counts.append(config[key])
+        return counts[0], counts[1]
+
     @cached_property
     def layer_regex(self) -> re.Pattern[str]:
         return re.compile(re.escape(self.layer_prefix) + r"(?P<i>\d+)\.(?P<rest>.+)\Z")
@@ -147,3 +176,7 @@ class Family:
 
     def is_down(self, rest: str) -> bool:
         return self.experts is not None and matches(self.experts.down, rest)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -47,16 +47,6 @@ def num_mtp_layers(config: dict, family: Family) -> int:
     return int(config.get(family.mtp_key) or 0)
 
 
-def first_present(config: dict, keys: tuple[str, ...], what: str) -> tuple[str, int]:
-    for key in keys:
-        if isinstance(config.get(key), int):
-            return key, config[key]
-    raise GrowthError(
-        f"config.json: no {what} found under any of {', '.join(keys)}; add the count the "
-        "checkpoint was trained with"
-    )
-
-
 def edit_depth(ed: ConfigEditor, family: Family, layer_map: list[int]) -> None:
     """Make every layer-count, per-layer and layer-index field consistent with ``layer_map``."""
     cfg = ed.config
@@ -143,7 +133,6 @@ def edit_width(
     """Multiply the expert count by ``factor`` in every spelling present and set top-k."""
     assert family.experts is not None and family.router is not None
     cfg = ed.config
-    _, num_experts = first_present(cfg, family.experts.count_keys, "expert count")
     for key in family.experts.count_keys:
         if isinstance(cfg.get(key), int):
             ed.set(key, cfg[key] * factor)

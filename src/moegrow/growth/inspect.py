@@ -6,7 +6,7 @@ import os
 
 from moegrow.families import family_for
 from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
-from moegrow.growth.config_edit import first_present, num_layers
+from moegrow.growth.config_edit import num_layers
 from moegrow.growth.norms import norm_profile
 from moegrow.io.checkpoint import Checkpoint
 
@@ -28,6 +28,5 @@ def inspect_checkpoint(src: str | os.PathLike, seq_len: int = DEFAULT_SEQ_LEN) -
             "norm_profile": [p.__dict__ for p in norm_profile(ckpt, fam)],
         }
         if fam.experts is not None:
-            info["experts"] = first_present(ckpt.config, fam.experts.count_keys, "expert count")[1]
-            info["top_k"] = first_present(ckpt.config, fam.experts.top_k_keys, "top-k")[1]
+            info["experts"], info["top_k"] = fam.expert_counts(ckpt.config)
     return info

@@ -174,9 +174,7 @@ def _validate_moe_layer(
                 f"{family.layer_prefix}{i}.{family.router.weight}"
             )
         return  # a dense layer of a mixed model
-    from moegrow.growth.config_edit import first_present
-
-    _, e_count = first_present(ckpt.config, family.experts.count_keys, "expert count")
+    e_count, _ = family.expert_counts(ckpt.config)
     where = f"{ckpt.folder}: tensor {family.layer_prefix}{i}."
     if router.shape[0] != e_count:
         raise CheckpointError(

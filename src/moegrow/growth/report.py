@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
-from moegrow.growth.config_edit import first_present, num_layers
+from moegrow.growth.config_edit import num_layers
 from moegrow.growth.operators import CHUNK_ELEMENTS, COMPUTE_THREADS, WINDOW
 from moegrow.growth.plan import Plan
 
@@ -31,14 +31,8 @@ def plan_summary(plan: Plan, seq_len: int = DEFAULT_SEQ_LEN) -> dict:
         "layers": [num_layers(plan.source_config, fam), num_layers(plan.config, fam)],
     }
     if fam.experts is not None:
-        keys = fam.experts
-        counts["experts"] = [
-            first_present(c, keys.count_keys, "expert count")[1]
-            for c in (plan.source_config, plan.config)
-        ]
-        counts["top_k"] = [
-            first_present(c, keys.top_k_keys, "top-k")[1] for c in (plan.source_config, plan.config)
-        ]
+        (e0, k0), (e1, k1) = (fam.expert_counts(c) for c in (plan.source_config, plan.config))
+        counts["experts"], counts["top_k"] = [e0, e1], [k0, k1]
     return {
         "source": plan.source,
         "family": fam.name,

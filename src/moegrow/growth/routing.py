@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 from moegrow.errors import GrowthError
 from moegrow.families.base import Family
-from moegrow.growth.config_edit import first_present
 from moegrow.growth.spec import GrowthSpec
 
 
@@ -50,9 +49,7 @@ def renormalizes(family: Family, config: dict) -> bool:
 def scoring(family: Family, config: dict) -> str:
     """The router's scoring for this config: the family's, unless its ``scoring_key`` says."""
     assert family.router is not None
-    key = family.router.scoring_key
-    value = config.get(key) if key else None
-    return value if isinstance(value, str) else family.router.scoring
+    return family.router.scoring_for(config)
 
 
 def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
@@ -70,8 +67,7 @@ def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
             "so duplicated experts cannot be routed like the originals; width growth is refused "
             "for this family (depth growth works)"
         )
-    _, num_experts = first_present(config, family.experts.count_keys, "expert count")
-    _, top_k = first_present(config, family.experts.top_k_keys, "top-k")
+    num_experts, top_k = family.expert_counts(config)
     m = spec.width
     new_e = num_experts * m
     if spec.top_k == "scale":

@@ -144,14 +144,8 @@ def router_kind(config: dict) -> RouterKind | None:
     family = family_for(config)
     if family.experts is None or family.router is None:
         return None
-    scoring = family.router.scoring
-    key = getattr(family.router, "scoring_key", None)
-    if key and config.get(key):
-        scoring = config[key]
-    num_experts = next(
-        config[k] for k in family.experts.count_keys if isinstance(config.get(k), int)
-    )
-    top_k = next(config[k] for k in family.experts.top_k_keys if isinstance(config.get(k), int))
+    scoring = family.router.scoring_for(config)
+    num_experts, top_k = family.expert_counts(config)
     return RouterKind("sigmoid" if scoring == "sigmoid" else "softmax", top_k, num_experts)
 
 
