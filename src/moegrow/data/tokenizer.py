@@ -78,6 +78,18 @@ def save_tokenizer(tokenizer, folder: Path) -> None:
     (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
 
 
+def has_tokenizer(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in TOKENIZER_FILES)
+
+
+def copy_tokenizer_files(source: Path, folder: Path) -> None:
+    """Copy the tokenizer files of ``source`` (those of :data:`TOKENIZER_FILES` present) into the
+    existing ``folder``, byte for byte."""
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, folder / name)
+
+
 def copy_tokenizer(source: Path, folder: Path):
     """Copy the tokenizer files of ``source`` into ``folder``; the loaded copy.
 
@@ -85,9 +97,7 @@ def copy_tokenizer(source: Path, folder: Path):
     only slow-tokenizer files gets a ``tokenizer.json`` converted by transformers.
     """
     folder.mkdir()
-    for name in TOKENIZER_FILES:
-        if (source / name).is_file():
-            shutil.copyfile(source / name, folder / name)
+    copy_tokenizer_files(source, folder)
     loaded = load_tokenizer(source)
     if not (folder / "tokenizer.json").is_file():
         loaded.save_pretrained(str(folder))

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from moegrow.data.sampling import BlockSampler
+from moegrow.data.tokenizer import copy_tokenizer_files, has_tokenizer
 from moegrow.errors import MoegrowError
 from moegrow.families import family_for
 from moegrow.flops import param_stats
@@ -393,19 +394,5 @@ def _tensorboard(run: Path):
 
 def _copy_tokenizer(model_dir: Path, data, folder: Path) -> None:
     """Checkpoints carry a tokenizer: the model's own, else the data's."""
-    import shutil
-
     source = Path(model_dir)
-    names = (
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "tokenizer.model",
-        "vocab.json",
-        "merges.txt",
-    )
-    if not any((source / n).is_file() for n in names):
-        source = data.tokenizer_dir
-    for n in names:
-        if (source / n).is_file():
-            shutil.copy2(source / n, folder / n)
+    copy_tokenizer_files(source if has_tokenizer(source) else data.tokenizer_dir, folder)
