@@ -94,11 +94,22 @@ def cooldown(store, run, budget_fc: float, label: str):
         RunResult,
         _locked,
         _write_atomic,
+        digest,
     )
     from moegrow.io.card import write_json
     from moegrow.training.train import METRICS_FILE, RUN_FILE, TrainOptions, train
 
     s = store.scale
+    key = store._key(
+        "cooldown",
+        parent=run.key,
+        budget_fc=round(budget_fc, 9),
+        fraction=s.cooldown_fraction,
+        min_lr_ratio=s.cooldown_min_ratio,
+    )
+    done = store.root / "runs" / f"cooldown-{digest(key)}" / RESULT_FILE
+    if done.is_file():  # also where the parent's folder is not there (results copied in)
+        return RunResult.from_json(json.loads(done.read_text()))
     fpt = store._report(run.folder / "init")["flops_per_token"]
     start, end = cooldown_steps(store, budget_fc, fpt)
     if end > run.steps:
@@ -113,13 +124,6 @@ def cooldown(store, run, budget_fc: float, label: str):
             f"{budget_fc:g} x F_c (the run was trained without that cooldown budget); "
             f"delete {run.folder} and run again to keep it"
         )
-    key = store._key(
-        "cooldown",
-        parent=run.key,
-        budget_fc=round(budget_fc, 9),
-        fraction=s.cooldown_fraction,
-        min_lr_ratio=s.cooldown_min_ratio,
-    )
     folder = store._folder(key)
     with _locked(folder):
         if (folder / RESULT_FILE).is_file():
