@@ -30,6 +30,9 @@ def test_train_defaults_are_the_dataclass_defaults():
 def test_demo_defaults_are_the_dataclass_defaults():
     args = _parse("demo")
     assert from_args(DemoConfig, args, texts=None) == DemoConfig()
+    args = _parse("demo", "--budgets", "0.25", "2", "--base-chinchilla", "2")
+    cfg = from_args(DemoConfig, args, texts=None)
+    assert cfg.budgets == (0.25, 2.0) and cfg.base_chinchilla == 2.0
 
 
 @pytest.mark.parametrize("cls,command", [(GrowthSpec, "grow"), (TrainOptions, "train")])

@@ -27,6 +27,17 @@ def test_curve_arithmetic_on_synthetic_curves():
     assert describe_multiplier(None, 30.0, 30.0).startswith("> 1.00")
 
 
+def test_log_flops_interpolation():
+    # loss linear in log-FLOPs: 4.0 at 10, 3.0 at 1000 -> 3.5 at 100 (linear in FLOPs: ~505)
+    curve = [(0.0, 6.0), (10.0, 4.0), (1000.0, 3.0)]
+    assert flops_to_reach(curve, 3.5, log=True) == pytest.approx(100.0)
+    assert flops_to_reach(curve, 3.5) == pytest.approx(505.0)
+    assert loss_at(curve, 100.0, log=True) == pytest.approx(3.5)
+    # a segment starting at 0 FLOPs stays linear (log 0 is undefined)
+    assert loss_at(curve, 5.0, log=True) == pytest.approx(5.0)
+    assert compute_multiplier(curve, 3.5, 50.0, log=True) == pytest.approx(2.0)
+
+
 def test_shortened_demo_end_to_end(tmp_path):
     import pydoc_data.topics
 
@@ -48,13 +59,22 @@ def test_shortened_demo_end_to_end(tmp_path):
     summary = run_demo(tmp_path / "demo", cfg)
     saved = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert saved["compute_multiplier_text"] == summary["compute_multiplier_text"]
-    for run in ("base", "grown", "scratch"):
+    for run in ("base", "continued", "grown", "scratch"):
         assert summary[run]["val_loss"] > 0
-    # scratch is compared at the grown run's extra FLOPs and runs on to 3x that budget
-    assert summary["scratch"]["extra_flops"] == summary["grown"]["extra_flops"]
-    assert summary["scratch"]["end_flops"] == pytest.approx(
-        3 * summary["grown"]["extra_flops"], rel=0.05
-    )
-    assert summary["grown"]["extra_flops"] == pytest.approx(summary["base"]["flops"], rel=0.05)
+    extra, sunk = summary["grown"]["extra_flops"], summary["base"]["flops"]
+    # scratch and the continued base are compared at the grown run's extra FLOPs; scratch runs
+    # on to 2.5x that budget, the continued base to that budget (within one step)
+    assert summary["scratch"]["extra_flops"] == summary["continued"]["extra_flops"] == extra
+    assert summary["scratch"]["end_flops"] == pytest.approx(2.5 * extra, rel=0.05)
+    assert summary["continued"]["end_flops"] == pytest.approx(extra, rel=0.05)
+    assert extra == pytest.approx(sunk, rel=0.05)
+    # the multiplier at two budgets; the total-compute ratio charges the base too
+    assert [m["extra_flops"] for m in summary["multipliers"]] == [0.5 * extra, extra]
+    if summary["compute_multiplier"] is not None:
+        assert summary["total_compute_ratio"] == pytest.approx(
+            summary["compute_multiplier"] * extra / (sunk + extra)
+        )
     assert (tmp_path / "demo" / "demo.png").stat().st_size > 1000
-    assert "compute multiplier" in (tmp_path / "demo" / "demo.md").read_text()
+    md = (tmp_path / "demo" / "demo.md").read_text()
+    assert "compute multiplier" in md and "total-compute ratio" in md
+    assert "base continued" in md

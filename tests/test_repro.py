@@ -5,17 +5,28 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
 
+from moegrow.errors import MoegrowError
 from moegrow.experiments.curves import loss_at
-from moegrow.experiments.repro import NAMES
+from moegrow.experiments.repro import CAMPAIGN_NAMES, NAMES
 from moegrow.experiments.repro.analysis import loss_spike, recovery_steps
+from moegrow.experiments.repro.depth_causes import CAMPAIGN
 from moegrow.experiments.repro.experiments import EXPERIMENTS
 from moegrow.experiments.repro.runs import RESULT_FILE, RunIncomplete, RunStore
 from moegrow.experiments.repro.scales import SCALES
-from moegrow.experiments.repro.stats import mean_std, pearson, ranks, spearman
+from moegrow.experiments.repro.stats import (
+    fmt_interval,
+    mean_std,
+    paired_interval,
+    pearson,
+    ranks,
+    spearman,
+    t975,
+)
 from moegrow.growth.spec import GrowthSpec
 from moegrow.io.card import ledger_of
 
@@ -49,6 +60,14 @@ def corpus(tmp_path_factory):
     for i, (_, text) in enumerate(sorted(pydoc_data.topics.topics.items())):
         (folder / f"{i:03d}.txt").write_text(text)
     return [str(folder / "*.txt")]
+
+
+@pytest.fixture(scope="module")
+def trained_base(tmp_path_factory, corpus):
+    """A store root whose base run is trained to ``SCALE.late`` (copy it: runs are folders)."""
+    root = tmp_path_factory.mktemp("based")
+    RunStore(root, SCALE, texts=corpus, progress=False).base(SCALE.late)
+    return root
 
 
 def _complete(make_store, call):
@@ -85,14 +104,36 @@ def test_scale_keys_and_markdown_cells():
     from moegrow.experiments.repro.report import markdown_table
 
     deeper = replace(SCALE, layers=4)
-    # a base of other depth is another set of runs, in its own folder; the default keeps the
-    # keys of runs made before the option existed
-    assert "layers" not in SCALE.training_key()
-    assert deeper.training_key()["layers"] == 4
+    # a base of other depth is another set of runs, in its own folder
+    assert "layers" not in SCALE.base_key()
+    assert deeper.base_key()["layers"] == 4 and deeper.continued_key()["layers"] == 4
+    # what only continued runs use leaves the base runs' keys alone
+    other = replace(SCALE, grown_warmup_steps=7, extra_fc=1.0, cooldown_fraction=0.3)
+    assert other.base_key() == SCALE.base_key()
+    assert other.continued_key() != SCALE.continued_key()
     assert (SCALE.label, deeper.label) == ("test", "test-4layers")
     table = markdown_table(Table("t", ["mean |cos|", "b"], [[1, "x|y"]]))
     assert table.splitlines()[2] == "| mean \\|cos\\| | b |"
     assert table.splitlines()[4] == "| 1 | x\\|y |"
+
+
+def test_paired_intervals_on_known_values():
+    # differences 1, 2, 3: mean 2, sd 1, n 3 -> half-width t(0.975, 2) / sqrt(3) = 2.48414
+    mean, lo, hi = paired_interval([11.0, 12.0, 13.0], [10.0, 10.0, 10.0])
+    assert mean == pytest.approx(2.0)
+    assert (lo, hi) == pytest.approx((2.0 - 2.484138, 2.0 + 2.484138), abs=1e-4)
+    # pairing removes what both sides share: a large common offset per seed does not widen it
+    a, b = [5.0, 1.0, 9.0, 3.0], [4.9, 0.9, 8.9, 2.9]
+    assert paired_interval(a, b) == pytest.approx((0.1, 0.1, 0.1))
+    # two pairs, differences 0 and 2: mean 1, sd sqrt 2 -> 12.7062 * sqrt(2) / sqrt(2)
+    assert paired_interval([0.0, 2.0], [0.0, 0.0])[1:] == pytest.approx((1 - 12.7062, 1 + 12.7062))
+    assert fmt_interval([11.0, 12.0, 13.0], [10.0] * 3, 2) == "+2.00 [-0.48, +4.48]"
+    assert fmt_interval([1.5], [1.0]) == "+0.5000 (1 pair: no interval)"
+    assert (t975(1), t975(10), t975(30)) == (12.7062, 2.2281, 2.0423)
+    assert t975(60) == pytest.approx(2.0003, abs=1e-3)
+    assert t975(120) == pytest.approx(1.9799, abs=1e-3)
+    with pytest.raises(ValueError):
+        paired_interval([1.0], [1.0, 2.0])
 
 
 def test_spike_and_recovery_on_synthetic_losses():
@@ -105,8 +146,9 @@ def test_spike_and_recovery_on_synthetic_losses():
     assert recovery_steps(losses, 0.0) is None
 
 
-def test_equal_extra_flops_bookkeeping(tmp_path, corpus):
-    store = RunStore(tmp_path, SCALE, texts=corpus, progress=False)
+def test_equal_extra_flops_bookkeeping(tmp_path, corpus, trained_base):
+    shutil.copytree(trained_base, tmp_path / "a")
+    store = RunStore(tmp_path / "a", SCALE, texts=corpus, progress=False)
     base = store.base(SCALE.late)
     assert base.sunk_flops == pytest.approx(
         sum(e["flops"] for e in ledger_of(base.path)), rel=1e-12
@@ -133,9 +175,10 @@ def test_equal_extra_flops_bookkeeping(tmp_path, corpus):
 
 def test_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path, corpus, monkeypatch):
     spec = GrowthSpec(width=2, noise=0.01)
+    keep = (0.5 * SCALE.extra_fc,)  # the run stops to keep a branch checkpoint, resumed too
 
     def call(store):
-        return store.grown(store.base(0.01), spec, SCALE.extra_fc, 1, "resume")
+        return store.grown(store.base(0.01), spec, SCALE.extra_fc, 1, "resume", cooldowns=keep)
 
     interrupted, stops = _complete(
         lambda: RunStore(tmp_path / "a", SCALE, texts=corpus, progress=False, stop_after=7), call
@@ -159,14 +202,22 @@ def test_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path, corpus, m
 
 
 def test_every_experiment_writes_csv_plots_and_markdown(tmp_path, corpus, monkeypatch):
+    """The paper's seven, the decisive finding-1 experiment and a cause test (its shared path)."""
     from moegrow.experiments.repro.runner import run_repro
 
-    assert tuple(EXPERIMENTS) == NAMES
+    assert tuple(EXPERIMENTS) == NAMES and tuple(CAMPAIGN) == CAMPAIGN_NAMES
     monkeypatch.setitem(SCALES, "test", SCALE)
     outcomes = run_repro(
-        "all", "test", out=tmp_path, seeds=1, texts=corpus, device="cpu", progress=False
+        ["all", "depth-horizon", "depth-zero-init"],
+        "test",
+        out=tmp_path,
+        seeds=1,
+        texts=corpus,
+        device="cpu",
+        progress=False,
     )
-    assert [o.name for o in outcomes] == list(NAMES)
+    assert [o.name for o in outcomes] == [*NAMES, "depth-horizon", "depth-zero-init"]
+    horizon, zero = outcomes[-2:]
     root = tmp_path / "test"
     for outcome in outcomes:
         folder = root / outcome.name
@@ -187,6 +238,26 @@ def test_every_experiment_writes_csv_plots_and_markdown(tmp_path, corpus, monkey
     assert float(noise["alpha=0"]["co_selection"]) == 1.0
     assert float(noise["alpha=0.1"]["co_selection"]) < 1.0
     assert float(noise["random new experts"]["copy_weight_cosine"]) < 0.5
+    gaps = horizon.tables[0]
+    assert len(gaps.rows) == 6  # three budgets, constant LR and annealed
+    for row in gaps.rows:
+        assert row[5].endswith("(1 pair: no interval)") and row[6].endswith("/1")
+    rows = [r for r in horizon.rows if r.get("reading") == "annealed"]
+    assert {r["budget_fc"] for r in rows} == {
+        0.5 * SCALE.extra_fc,
+        SCALE.extra_fc,
+        2 * SCALE.extra_fc,
+    }
+    # at the budget the cause tests share, the reference rows are the decisive runs' values
+    ref = [r for r in zero.rows if r["setting"].startswith("reference")]
+    same = [r for r in rows if r["budget_fc"] == SCALE.extra_fc]
+    assert sorted(r["gap_stack_minus_interpose"] for r in ref if r["reading"] == "annealed") == (
+        sorted(r["gap_stack_minus_interpose"] for r in same)
+    )
+    symmetry = {r["method"]: r for r in horizon.rows if r.get("setting") == "symmetry"}
+    # copies start identical and train briefly here: their weights stay close
+    assert all(0.5 < symmetry[m]["weight_cosine"] <= 1 for m in ("stack", "interpose"))
+    assert symmetry["stack"]["pairs"] == symmetry["interpose"]["pairs"] == 2
 
 
 def test_repro_rejects_bad_options(run_cli):
@@ -194,3 +265,60 @@ def test_repro_rejects_bad_options(run_cli):
     assert code == 2 and "--seeds must be >= 1" in err
     code, _, err = run_cli("repro", "no-such-experiment")
     assert code == 2 and "invalid choice: 'no-such-experiment'" in err
+    # the small scale is plan-only on the built-in corpus: it says what it would need
+    code, _, err = run_cli("repro", "noise", "--scale", "small")
+    assert code == 2 and "plan-only" in err and "600 M tokens" in err
+
+
+def test_cooldown_branch_schedule_and_exact_resume(tmp_path, corpus, trained_base):
+    """A cooldown branch keeps the run's weights, optimizer state and batches, decays the LR
+    linearly to min_ratio x peak over the last fraction of its budget, and, interrupted and
+    resumed, gives the uninterrupted branch bit for bit."""
+    from moegrow.experiments.repro.branches import cooldown_steps
+    from moegrow.training.train import METRICS_FILE
+
+    horizon, budget = SCALE.extra_fc, 0.5 * SCALE.extra_fc
+    spec = GrowthSpec(depth=2)
+
+    def parent(store):
+        base = store.base(SCALE.late)
+        return store.grown(base, spec, horizon, 0, "parent", cooldowns=(budget, horizon))
+
+    shutil.copytree(trained_base, tmp_path / "a")
+    run = parent(RunStore(tmp_path / "a", SCALE, texts=corpus, progress=False))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # the same parent, for the interrupted branch
+    plain = RunStore(tmp_path / "a", SCALE, texts=corpus, progress=False).cooldown(run, budget, "c")
+    fpt = run.extra_flops / (run.steps * run.tokens_per_step)
+    start, end = cooldown_steps(RunStore(tmp_path / "a", SCALE, texts=corpus), budget, fpt)
+    assert end - start == max(round(end * SCALE.cooldown_fraction), 1) and 0 < start < end
+    assert plain.steps == end < run.steps
+    metrics = [
+        json.loads(x) for x in (plain.folder / "run" / METRICS_FILE).read_text().splitlines()
+    ]
+    logged = [json.loads(x) for x in (run.folder / "run" / METRICS_FILE).read_text().splitlines()]
+    lrs = {m["step"]: m["lr"] for m in metrics}
+    # constant (the parent's) up to the branch, then linear to 0.1 x peak at the last step
+    assert all(lrs[k] == logged[k - 1]["lr"] == SCALE.lr for k in range(3, start + 1))
+    for k in range(start + 1, end + 1):
+        progress = (k - start) / (end - start)
+        assert lrs[k] == pytest.approx(SCALE.lr * (1 - (1 - SCALE.cooldown_min_ratio) * progress))
+    assert lrs[end] == pytest.approx(SCALE.cooldown_min_ratio * SCALE.lr)
+    # the branch continues the parent's model and batches: the first decayed step's loss (taken
+    # before its update) is the parent's; the parent's own steps are logged up to the branch
+    assert metrics[start]["loss"] == logged[start]["loss"]
+    assert metrics[start + 1]["loss"] != logged[start + 1]["loss"]
+    assert plain.train_losses[:start] == run.train_losses[:start]
+    assert plain.loss_at_budget == plain.curve[-1][1] == metrics[-1]["val_loss"]
+
+    interrupted, stops = _complete(
+        lambda: RunStore(tmp_path / "b", SCALE, texts=corpus, progress=False, stop_after=1),
+        lambda store: store.cooldown(parent(store), budget, "c"),
+    )
+    assert stops == end - start - 1
+    assert interrupted.train_losses == plain.train_losses
+    assert interrupted.loss_at_budget == plain.loss_at_budget
+    # a budget the run kept no branch for is refused, naming the fix
+    with pytest.raises(MoegrowError, match="no checkpoint at step"):
+        RunStore(tmp_path / "a", SCALE, texts=corpus, progress=False).cooldown(
+            run, 0.5 * budget, "unkept"
+        )

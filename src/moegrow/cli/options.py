@@ -119,6 +119,8 @@ def add_options(
             kwargs["choices"] = typing.get_args(tp)
         elif tp in (int, float, str):
             kwargs["type"] = tp
+        elif typing.get_origin(tp) is tuple and typing.get_args(tp)[1:] == (Ellipsis,):
+            kwargs.update(type=typing.get_args(tp)[0], nargs="+")  # --budgets 0.5 1.0
         if f.name in metavars:
             kwargs["metavar"] = metavars[f.name]
         if default not in (None, False, True, "", ()) and "%(default)" not in help_text:
@@ -134,6 +136,7 @@ def from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
         for f in dataclasses.fields(cls)
         if f.init and hasattr(args, f.name) and f.name not in extra
     }
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return cls(**values, **extra)
 
 

@@ -67,6 +67,19 @@ PRESETS: dict[str, Preset] = {
         head_dim=16,
         max_position_embeddings=256,
     ),
+    "deep": Preset(
+        description="eight thin layers (about 145 K activated parameters at a 320-token "
+        "vocabulary): depth growth on a CPU",
+        num_hidden_layers=8,
+        hidden_size=48,
+        num_experts=8,
+        num_experts_per_tok=2,
+        moe_intermediate_size=24,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=12,
+        max_position_embeddings=256,
+    ),
     "small": Preset(
         description="a few million parameters (plus embeddings); trains in minutes on a CPU",
         num_hidden_layers=6,

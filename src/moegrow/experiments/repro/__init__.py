@@ -11,3 +11,14 @@ from __future__ import annotations
 #: The experiments, in the order ``all`` runs them (implemented in :mod:`.experiments`).
 NAMES = ("depth-method", "noise", "routing", "sunk-cost", "total-budget", "order", "post-norm")
 ALL = "all"
+#: The finding-1 campaign (:mod:`.depth_causes`), decisive comparison first.
+CAMPAIGN_NAMES = (
+    "depth-horizon",
+    "depth-growth-point",
+    "depth-lr",
+    "depth-zero-init",
+    "depth-launch",
+    "depth-base-seed",
+    "depth-k4",
+)
+CAMPAIGN_GROUP = "depth-campaign"

@@ -213,3 +213,61 @@ def moment_cosine(
         "max_abs_per_tensor": max(per),
         "tensors": len(per),
     }
+
+
+def _by_layer(tensors: dict[str, torch.Tensor]) -> dict[tuple[int, str], torch.Tensor]:
+    """Decoder-layer tensors keyed by (layer, name with the layer index as ``*``)."""
+    out = {}
+    for name, t in tensors.items():
+        m = _LAYER.search(name)
+        if m:
+            out[(int(m.group(2)), name[: m.start(2)] + "*" + name[m.end(2) :])] = t
+    return out
+
+
+def copy_pair_cosines(final: Path, source: Path, growth: dict) -> dict:
+    """How symmetric depth copies stay: for every pair of output layers copied from one source
+    layer (by the growth ``growth``, a :class:`GrowthSpec` as JSON), the cosine of their
+    updates since growth (``W - W_source``), of their Adam first moments in ``final``'s
+    optimizer state, and of their weights; each the mean over pairs and tensors."""
+    from itertools import combinations
+
+    from safetensors.torch import load_file
+
+    from moegrow.growth.layer_map import build_layer_map
+    from moegrow.growth.spec import GrowthSpec
+    from moegrow.training.train_state import OPTIMIZER_FILE, SEP
+
+    layer_map = growth.get("layer_map")
+    spec = GrowthSpec(**{**growth, "layer_map": tuple(layer_map) if layer_map else None})
+    src, out = _by_layer(_tensors(source)), _by_layer(_tensors(final))
+    state = load_file(Path(final) / OPTIMIZER_FILE)
+    moments = _by_layer(
+        {k.split(SEP)[0]: v for k, v in state.items() if k.endswith(f"{SEP}exp_avg")}
+    )
+    groups: dict[int, list[int]] = {}
+    for j, i in enumerate(build_layer_map(1 + max(i for i, _ in src), spec)):
+        groups.setdefault(i, []).append(j)
+    updates, weights, moms = [], [], []
+    for i, copies in groups.items():
+        for a, b in combinations(copies, 2):
+            for (layer, rest), w0 in src.items():
+                if layer != i:
+                    continue
+                wa, wb = out[(a, rest)], out[(b, rest)]
+                updates.append(cosine(wa - w0, wb - w0))
+                weights.append(cosine(wa, wb))
+            for (layer, rest), ma in moments.items():
+                if layer == a and (b, rest) in moments:
+                    moms.append(cosine(ma, moments[(b, rest)]))
+
+    def mean(xs: list[float]) -> float:
+        xs = [x for x in xs if not math.isnan(x)]
+        return sum(xs) / len(xs) if xs else float("nan")
+
+    return {
+        "update_cosine": mean(updates),
+        "moment_cosine": mean(moms),
+        "weight_cosine": mean(weights),
+        "pairs": sum(len(c) * (len(c) - 1) // 2 for c in groups.values()),
+    }

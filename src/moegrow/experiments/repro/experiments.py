@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from moegrow.experiments.repro import CAMPAIGN_NAMES
 from moegrow.experiments.repro.analysis import (
     co_selection,
     expert_divergence,
@@ -23,7 +24,13 @@ from moegrow.experiments.repro.analysis import (
     weight_cosine,
 )
 from moegrow.experiments.repro.runs import RunResult, RunStore
-from moegrow.experiments.repro.stats import fmt_mean_std, mean_std, pearson, spearman
+from moegrow.experiments.repro.stats import (
+    fmt_interval,
+    fmt_mean_std,
+    mean_std,
+    pearson,
+    spearman,
+)
 from moegrow.growth.spec import GrowthSpec
 
 
@@ -104,12 +111,17 @@ def _seeded(store: RunStore, parent, spec: GrowthSpec, extra_fc: float, seeds, l
     return [store.grown(parent, spec, extra_fc, seed, f"{label}, seed {seed}") for seed in seeds]
 
 
+#: Column of a paired difference (every gap table says which interval it gives).
+GAP_COLUMN = "mean gap [95 % t-interval, paired over seeds]"
+
+
 def _gap_row(label: str, worse: list[float], better: list[float]) -> list:
-    """Mean difference worse - better with the spread of that difference over seeds."""
+    """Mean of the paired differences worse - better, its 95 % Student-t interval and the
+    spread of the differences over seeds."""
     diffs = [w - b for w, b in zip(worse, better)]
-    mean, std = mean_std(diffs)
+    _, std = mean_std(diffs)
     wins = sum(d > 0 for d in diffs)
-    return [label, f"{mean:+.4f}", f"{std:.4f}", f"{wins}/{len(diffs)}"]
+    return [label, fmt_interval(worse, better), f"{std:.4f}", f"{wins}/{len(diffs)}"]
 
 
 # -- 1 -------------------------------------------------------------------------------------------
@@ -177,7 +189,7 @@ def depth_method(store: RunStore, seeds: list[int]) -> Outcome:
     out.tables.append(
         Table(
             "Stack minus interposition (positive: interposition better)",
-            ["setting", "mean gap", "std of gap", "seeds where interposition wins"],
+            ["setting", GAP_COLUMN, "std of gap", "seeds where interposition wins"],
             gaps,
         )
     )
@@ -268,7 +280,7 @@ def noise(store: RunStore, seeds: list[int]) -> Outcome:
     out.tables.append(
         Table(
             "Each variant minus alpha = 0.01 (positive: alpha = 0.01 better)",
-            ["variant", "mean gap", "std of gap", "seeds where alpha = 0.01 wins"],
+            ["variant", GAP_COLUMN, "std of gap", "seeds where alpha = 0.01 wins"],
             [_gap_row(k, v, ref) for k, v in final.items() if k != "alpha=0.01"],
         )
     )
@@ -691,5 +703,5 @@ EXPERIMENTS: dict[str, Callable[[RunStore, list[int]], Outcome]] = {
     "post-norm": post_norm,
 }
 
-#: Seeds when ``--seeds`` is not given (the issue: >= 3 for depth-method and noise).
-DEFAULT_SEEDS = {"depth-method": 3, "noise": 3}
+#: Seeds when ``--seeds`` is not given: 3 where gaps are compared, else 1.
+DEFAULT_SEEDS = {"depth-method": 3, "noise": 3, **dict.fromkeys(CAMPAIGN_NAMES, 3)}

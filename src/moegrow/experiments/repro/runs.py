@@ -15,7 +15,9 @@ Kinds of run:
   ``scale.points`` are the growth points; it is trained only as far as a requested point;
 - ``grown``: grow a checkpoint (a base point or another run's final model), evaluate it, and train
   it with a fixed extra budget at constant LR (weights only; the optimizer starts fresh);
-- ``scratch``: a freshly initialised model of a given shape, trained with a given budget.
+- ``scratch``: a freshly initialised model of a given shape, trained with a given budget;
+- ``cooldown``: a branch of a grown or scratch run that decays its LR over the last part of a
+  budget it is read at, keeping the run's optimizer state (:mod:`.branches`).
 
 Budgets are FLOPs in multiples of the *base model's* F_c, converted to steps with each model's
 own FLOPs per token (from its ledger's parameter counts), so runs of different sizes are compared
@@ -39,7 +41,7 @@ from moegrow.experiments.repro.scales import Scale
 from moegrow.growth.spec import GrowthSpec
 
 #: Bump when a change makes earlier cached results wrong to reuse.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 KEY_FILE = "key.json"
 RESULT_FILE = "result.json"
 LOCK_FILE = ".lock"
@@ -187,10 +189,11 @@ class RunStore:
 
     def _key(self, kind: str, **parts) -> dict:
         """A run's configuration, as JSON gives it back (tuples become lists)."""
+        scale = self.scale.base_key() if kind == "base" else self.scale.continued_key()
         key = {
             "cache_version": CACHE_VERSION,
             "kind": kind,
-            "scale": self.scale.training_key(),
+            "scale": scale,
             "data": self.data_key(),
             **parts,
         }
@@ -203,6 +206,7 @@ class RunStore:
         return folder
 
     def _init(self, folder: Path, norm: str, seed: int, overrides: dict | None = None) -> Path:
+        """The run's initial model (its init ``seed``)."""
         from moegrow.modeling.presets import init_checkpoint
 
         init = folder / "init"
@@ -243,28 +247,29 @@ class RunStore:
 
     # -- base runs -------------------------------------------------------------------------------
 
-    def _base_key(self, norm: str) -> dict:
-        return self._key("base", norm=norm, seed=0)
+    def _base_key(self, norm: str, seed: int = 0) -> dict:
+        return self._key("base", norm=norm, seed=seed)
 
-    def _base_folder(self, norm: str) -> Path:
-        return self._folder(self._base_key(norm))
+    def _base_folder(self, norm: str, seed: int = 0) -> Path:
+        return self._folder(self._base_key(norm, seed))
 
-    def base(self, point: float, norm: str = "pre") -> Source:
-        """The base run's checkpoint at ``point`` x F_c, training the base as far as needed."""
+    def base(self, point: float, norm: str = "pre", seed: int = 0) -> Source:
+        """The base run's checkpoint at ``point`` x F_c, training the base as far as needed.
+        ``seed``: the base's initialisation and data order (another base run)."""
         if point not in self.scale.points:
             raise MoegrowError(
                 f"growth point {point} x F_c is not one of the scale's {self.scale.points}"
             )
         fc = self.chinchilla_flops  # before taking the lock: it may take the pre base's
-        folder = self._base_folder(norm)
+        folder = self._base_folder(norm, seed)
         with _locked(folder):
-            return self._base_locked(folder, point, norm, fc)
+            return self._base_locked(folder, point, norm, fc, seed)
 
-    def _base_locked(self, folder: Path, point: float, norm: str, fc: float) -> Source:
+    def _base_locked(self, folder: Path, point: float, norm: str, fc: float, seed: int) -> Source:
         from moegrow.training.train import METRICS_FILE, RUN_FILE, train
 
         s = self.scale
-        init = self._init(folder, norm, seed=0)
+        init = self._init(folder, norm, seed=seed)
         fpt = self._report(init)["flops_per_token"]
         total = self.steps_for(s.base_fc * fc, fpt)
         run = folder / "run"
@@ -284,7 +289,7 @@ class RunStore:
                 schedule="wsd",
                 warmup_steps=s.base_warmup_steps,
                 decay_fraction=s.decay_fraction,
-                seed=0,
+                seed=seed,
                 eval_every=max(self.steps_for(0.25 * fc, fpt), 1),
                 keep_checkpoints=0,
                 stop_after=min(target - done, self.stop_after or target),
@@ -301,7 +306,7 @@ class RunStore:
         ckpt = run / f"checkpoint-{target:07d}"
         return Source(
             ckpt,
-            {"base": self._base_key(norm), "point": point},
+            {"base": self._base_key(norm, seed), "point": point},
             self._report(ckpt)["sunk_flops"],
             val[0] if val else self._evaluate(ckpt, run / f"val-{target}.json"),
             sum(level) / len(level),
@@ -321,19 +326,31 @@ class RunStore:
     # -- grown and scratch runs ------------------------------------------------------------------
 
     def grown(
-        self, parent: Source, spec: GrowthSpec, extra_fc: float, seed: int, label: str
+        self,
+        parent: Source,
+        spec: GrowthSpec,
+        extra_fc: float,
+        seed: int,
+        label: str,
+        *,
+        lr: float | None = None,
+        cooldowns: tuple[float, ...] = (),
     ) -> RunResult:
         """Grow ``parent`` by ``spec`` (its seed replaced by ``seed``) and train it with
-        ``extra_fc`` x F_c extra FLOPs (training seed ``seed``)."""
+        ``extra_fc`` x F_c extra FLOPs (training seed ``seed``) at constant LR ``lr`` (default
+        the scale's). ``cooldowns``: budgets (x F_c) at which :meth:`cooldown` may branch it
+        (their branch checkpoints are kept; they do not change what the run computes)."""
         from moegrow.growth.grow import grow
 
         spec = GrowthSpec(**{**spec.to_json(), "seed": seed, "layer_map": spec.layer_map})
+        parts = {} if lr is None else {"lr": lr}
         key = self._key(
             "grown",
             parent=parent.key,
             growth=spec.to_json(),
             extra_fc=round(extra_fc, 9),
             seed=seed,
+            **parts,
         )
         folder = self._folder(key)
         with _locked(folder):
@@ -343,10 +360,19 @@ class RunStore:
             if not init.exists():
                 self._say(f"{label}: growing {parent.path}")
                 grow(parent.path, init, spec, progress=False)
-            return self._train("grown", label, key, folder, init, extra_fc, seed, parent.sunk_flops)
+            return self._train(
+                "grown", label, key, folder, init, extra_fc, seed, parent.sunk_flops, lr, cooldowns
+            )
 
     def scratch(
-        self, shape: dict, budget_fc: float, seed: int, label: str, norm: str = "pre"
+        self,
+        shape: dict,
+        budget_fc: float,
+        seed: int,
+        label: str,
+        norm: str = "pre",
+        *,
+        cooldowns: tuple[float, ...] = (),
     ) -> RunResult:
         """The preset with ``shape`` overrides, from scratch, trained with ``budget_fc`` x F_c."""
         key = self._key("scratch", shape=shape, norm=norm, budget_fc=round(budget_fc, 9), seed=seed)
@@ -355,7 +381,18 @@ class RunStore:
             if (folder / RESULT_FILE).is_file():
                 return RunResult.from_json(json.loads((folder / RESULT_FILE).read_text()))
             init = self._init(folder, norm, seed=1000 + seed, overrides=shape)
-            return self._train("scratch", label, key, folder, init, budget_fc, seed, 0.0)
+            return self._train(
+                "scratch", label, key, folder, init, budget_fc, seed, 0.0, None, cooldowns
+            )
+
+    def cooldown(self, run: RunResult, budget_fc: float, label: str) -> RunResult:
+        """``run`` read annealed at ``budget_fc`` x F_c: a branch from its checkpoint at the
+        start of the last ``cooldown_fraction`` of that budget, whose LR decays linearly to
+        ``cooldown_min_ratio`` x peak at the budget, with the run's optimizer state and data
+        order (cached and resumable like every run; :mod:`.branches`)."""
+        from moegrow.experiments.repro.branches import cooldown
+
+        return cooldown(self, run, budget_fc, label)
 
     def _train(
         self,
@@ -367,11 +404,13 @@ class RunStore:
         budget_fc: float,
         seed: int,
         sunk: float,
+        lr: float | None = None,
+        cooldowns: tuple[float, ...] = (),
     ) -> RunResult:
         import time
 
         from moegrow.experiments.curves import loss_at
-        from moegrow.training.train import RUN_FILE, train
+        from moegrow.experiments.repro.branches import cooldown_steps, train_keeping
 
         s = self.scale
         budget = budget_fc * self.chinchilla_flops
@@ -387,15 +426,15 @@ class RunStore:
             eval_every=eval_every,
             save_every=eval_every,
             keep_checkpoints=1,
-            stop_after=self.stop_after,
         )
-        run = folder / "run"
-        resume = (run / RUN_FILE).is_file()
-        self._say(f"{label}: {'resuming' if resume else 'training'} ({steps} steps)")
+        if lr is not None:
+            opts.lr = lr
+        keep = sorted({cooldown_steps(self, b, fpt)[0] for b in cooldowns if b <= budget_fc + 1e-9})
+        self._say(f"{label}: {steps} steps")
         t0 = time.perf_counter()
-        res = train(init, self.data, run, opts, resume=resume)
+        res = train_keeping(self, init, folder, opts, keep)
         if res.steps < steps:
-            raise RunIncomplete(f"{run}: stopped at step {res.steps} of {steps}; run again")
+            raise RunIncomplete(f"{folder}: stopped at step {res.steps} of {steps}; run again")
         curve = [(0.0, start)]
         curve += [(m["flops"], m["val_loss"]) for m in res.metrics if "val_loss" in m]
         at_budget = loss_at(curve, budget)

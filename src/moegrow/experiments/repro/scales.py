@@ -2,12 +2,14 @@
 F_c = 6 N_a (20 N_a), so that the experiments keep the paper's proportions at any size.
 
 ``micro`` is sized for 2 CPU cores (the whole suite in well under the 4 hours allowed);
-``small`` for one GPU over hours: its base run alone is 4 x F_c = 604 M tokens (docs/RESULTS.md).
+``deep`` is an 8-layer base for the depth findings (about 1.6 CPU-minutes of one core per F_c,
+measured); ``small`` is plan-only: its base run alone is 4 x F_c = 604 M tokens, about 216
+passes over the built-in corpus (docs/RESULTS.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 from moegrow.errors import MoegrowError
 
@@ -51,14 +53,32 @@ class Scale:
     layers: int | None = None
     """Decoder layers of the base model, instead of the preset's (a deeper base for the depth
     experiments)."""
+    cooldown_fraction: float = 0.2
+    """A cooldown branch decays the LR over this last fraction of the budget it is read at."""
+    cooldown_min_ratio: float = 0.1
+    """... linearly down to this fraction of the peak LR."""
+    plan_only: str | None = None
+    """Set for a scale that cannot run on the built-in corpus: what it would need."""
 
-    def training_key(self) -> dict:
-        """The fields that change what is trained (the cache key of the runs)."""
-        d = asdict(self)
-        for k in ("name", "device"):
-            d.pop(k)
-        if self.layers is None:
-            d.pop("layers")  # keys of runs made before the option existed stay valid
+    def base_key(self) -> dict:
+        """The fields that change what a base run computes (its cache key): the fields a later
+        version adds for continued runs leave the base runs valid."""
+        keys = ("preset", "vocab", "seq_len", "batch_size", "lr", "base_warmup_steps")
+        d = {k: getattr(self, k) for k in (*keys, "base_fc", "decay_fraction", "eval_tokens")}
+        if self.layers is not None:
+            d["layers"] = self.layers
+        return d
+
+    def continued_key(self) -> dict:
+        """The fields that change what a grown, scratch or cooldown run computes."""
+        d = {k: getattr(self, k) for k in ("preset", "vocab", "seq_len", "batch_size", "lr")}
+        d.update(
+            grown_warmup_steps=self.grown_warmup_steps,
+            eval_points=self.eval_points,
+            eval_tokens=self.eval_tokens,
+        )
+        if self.layers is not None:
+            d["layers"] = self.layers
         return d
 
     @property
@@ -92,8 +112,38 @@ MICRO = Scale(
     eval_points=6,
     eval_tokens=8192,
 )
+DEEP = Scale(
+    name="deep",
+    preset="deep",
+    vocab=320,
+    seq_len=128,
+    batch_size=16,
+    lr=3e-3,
+    base_warmup_steps=100,
+    grown_warmup_steps=20,
+    base_fc=15.0,
+    decay_fraction=0.2,
+    points=(0.5, 1.0, 2.0, 3.0, 6.0, 9.0, 12.0, 13.5, 15.0),
+    early=0.5,
+    late=6.0,
+    mid=3.0,
+    extra_fc=1.0,
+    total_fc=6.0,
+    total_points=(1.0, 2.0, 3.0),
+    eval_points=8,
+    eval_tokens=65536,
+)
+#: What the ``small`` scale needs (docs/RESULTS.md: measured on an H200 at batch 8 x 256).
+SMALL_NEEDS = (
+    "scale 'small' is plan-only: its base (7.55 M active parameters) has F_c = 151 M tokens "
+    "(6.8e15 FLOPs), so the base run alone (4 x F_c) is 604 M tokens, about 216 passes over the "
+    "built-in corpus (2.8 M tokens at vocabulary 8192), and about 4.8 h of one H200 at the 34.8 k "
+    "tokens/s measured. Pass --text with a corpus of at least ~600 M tokens and run it on a GPU, "
+    "or use --scale deep (8 layers, about 1.6 CPU-minutes per F_c) or --scale micro on a CPU"
+)
 SCALES = {
     "micro": MICRO,
+    "deep": DEEP,
     "small": replace(
         MICRO,
         name="small",
@@ -106,6 +156,7 @@ SCALES = {
         grown_warmup_steps=50,
         eval_points=8,
         eval_tokens=32768,
+        plan_only=SMALL_NEEDS,
     ),
 }
 
