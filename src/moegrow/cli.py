@@ -176,8 +176,9 @@ def cmd_inspect(a: argparse.Namespace) -> int:
             "norm_profile": [p.__dict__ for p in profile],
         }
         if fam.experts is not None:
-            info["experts"] = first_present(ckpt.config, fam.experts.count_keys, "expert count")[1]
-            info["top_k"] = first_present(ckpt.config, fam.experts.top_k_keys, "top-k")[1]
+            text = fam.text_of(ckpt.config)
+            info["experts"] = first_present(text, fam.experts.count_keys, "expert count")[1]
+            info["top_k"] = first_present(text, fam.experts.top_k_keys, "top-k")[1]
     if a.json:
         print(json.dumps(info, indent=2))
     else:

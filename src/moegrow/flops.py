@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from moegrow.families.base import Family
+from moegrow.families.base import Family, matches
 
 #: Sequence length assumed for the attention term when none is given (the paper's).
 DEFAULT_SEQ_LEN = 4096
@@ -70,6 +70,8 @@ def param_stats(
     """Count parameters of a checkpoint given ``(name, dtype, shape)`` of every tensor."""
     total = active = embedding = 0
     num_experts = top_k = None
+    n_layers = family.layer_count(config)
+    config = family.text_of(config)
     if family.experts is not None:
         num_experts = next(
             (config[k] for k in family.experts.count_keys if isinstance(config.get(k), int)), None
@@ -82,6 +84,8 @@ def param_stats(
         role = family.classify(m.group("rest"))[0] if m else "plain"
         if role == "balance_bias":  # a buffer steering selection, not a trained parameter
             continue
+        if m and matches(family.buffers, m.group("rest")):
+            continue
         n = param_count(name, dtype, shape)
         total += n
         if name == family.embedding:
@@ -91,13 +95,12 @@ def param_stats(
             active += n * top_k / num_experts
         else:
             active += n
-    n_layers = config.get(family.num_layers_key, 0)
     return ParamStats(
         total=total,
         active=round(active),
         embedding=embedding,
         tied=bool(config.get("tie_word_embeddings", False)),
-        num_layers=n_layers,
+        num_layers=n_layers if isinstance(n_layers, int) else 0,
         attention_width=_attention_width(config),
     )
 

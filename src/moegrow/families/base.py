@@ -94,17 +94,48 @@ class Family:
     """Config lists of layer indices (``mlp_only_layers``, ``moe_layers``)."""
     index_rules: tuple[str, ...] = ()
     """Config fields derived from layer indices that code must rewrite (``decoder_sparse_step``,
-    ``interleave_moe_layer_step``, ``first_k_dense_replace``, ``max_window_layers``)."""
+    ``interleave_moe_layer_step``, ``first_k_dense_replace``, ``max_window_layers``,
+    ``num_dense_layers``) or that describe a period of layer kinds (``full_attention_interval``,
+    ``layer_group_size``, ``mlp_layer_types`` from ``first_k_dense_replace``,
+    ``linear_attn_config``, ``hybrid_override_pattern``, ``jamba_periods``); each is handled in
+    :mod:`moegrow.growth.config_edit`."""
     mtp_key: str | None = None
     """Config key counting multi-token-prediction layers stored after the main layers."""
     post_norm_key: tuple[str, str] | None = None
     """``(config key, value)`` meaning the layers are post-norm (``norm(x + f(x))``): a
     zero-initialised depth copy still applies its norms, so it is not function-preserving."""
+    buffers: tuple[str, ...] = ()
+    """Templates of persistent buffers stored beside the weights (MiniMax's lightning-attention
+    decays): copied like any tensor, not counted as parameters."""
+    depth_not_exact: str = ""
+    """Why a zero-initialised depth copy is not an identity in this family whatever its config
+    (empty where it is): the plan says so and the growth is not marked exact."""
+    text_config: str | None = None
+    """Key of the nested text-model config of a multimodal wrapper (``text_config``): every
+    config field growth reads or edits lives there."""
     notes: str = ""
     dense_ffn: tuple[str, ...] = field(
         default=("mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight")
     )
     """Dense MLP matrices (weight-norm profile of dense layers)."""
+
+    def text_of(self, config: dict) -> dict:
+        """The part of ``config.json`` that describes the text model (all of it, or the nested
+        ``text_config`` of a multimodal wrapper)."""
+        if self.text_config is None:
+            return config
+        nested = config.get(self.text_config)
+        return nested if isinstance(nested, dict) else {}
+
+    def layer_count(self, config: dict) -> object:
+        """``num_layers_key`` of the text config or, where a config derives the count (Nemotron-H's
+        ``layers_block_type``), the length of the first per-layer list present (unchecked)."""
+        config = self.text_of(config)
+        value = config.get(self.num_layers_key)
+        if value is None:
+            lists = [config.get(k) for k in self.per_layer_lists]
+            value = next((len(v) for v in lists if isinstance(v, list) and v), None)
+        return value
 
     @property
     def is_moe(self) -> bool:

@@ -176,7 +176,9 @@ def _validate_moe_layer(
         return  # a dense layer of a mixed model
     from moegrow.growth.config_edit import first_present
 
-    _, e_count = first_present(ckpt.config, family.experts.count_keys, "expert count")
+    _, e_count = first_present(
+        family.text_of(ckpt.config), family.experts.count_keys, "expert count"
+    )
     where = f"{ckpt.folder}: tensor {family.layer_prefix}{i}."
     if router.shape[0] != e_count:
         raise CheckpointError(
@@ -225,7 +227,7 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
 
     layer_map = build_layer_map(n, spec) if spec.grows_depth else list(range(n))
     copies = copy_flags(layer_map)
-    editor = ConfigEditor(cfg)
+    editor = ConfigEditor(cfg, scope=family.text_config)
     not_exact: list[str] = []
     notes: list[str] = []
     if spec.grows_depth:
@@ -245,6 +247,8 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
                 "post-norm layers (norm(x + f(x))): even a zero-initialised copy applies its "
                 "norms to the residual stream, so depth growth cannot be function-preserving"
             )
+        if family.depth_not_exact:
+            not_exact.append(f"depth growth is not exact because {family.depth_not_exact}")
 
     rules: WidthRules | None = None
     expert_map = None
@@ -257,7 +261,7 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
             not_exact.append("new experts are freshly initialised (--experts random)")
         expert_map = build_expert_map(rules.num_experts, spec.width, spec.expert_order)
 
-    init_std = float(cfg.get("initializer_range") or RANDOM_ROUTER_STD)
+    init_std = float(family.text_of(cfg).get("initializer_range") or RANDOM_ROUTER_STD)
     builder = _TensorBuilder(family, spec, rules, expert_map, init_std)
     out: list[OutTensor] = []
     for info in sorted(globals_, key=lambda t: (not _is_input_side(t.name), t.name)):
@@ -293,7 +297,7 @@ def is_post_norm(family: Family, config: dict) -> bool:
     if family.post_norm_key is None:
         return False
     key, value = family.post_norm_key
-    return config.get(key) == value
+    return family.text_of(config).get(key) == value
 
 
 def _is_input_side(name: str) -> bool:

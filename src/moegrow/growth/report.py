@@ -33,11 +33,12 @@ def plan_summary(plan: Plan, seq_len: int = DEFAULT_SEQ_LEN) -> dict:
     if fam.experts is not None:
         keys = fam.experts
         counts["experts"] = [
-            first_present(c, keys.count_keys, "expert count")[1]
+            first_present(fam.text_of(c), keys.count_keys, "expert count")[1]
             for c in (plan.source_config, plan.config)
         ]
         counts["top_k"] = [
-            first_present(c, keys.top_k_keys, "top-k")[1] for c in (plan.source_config, plan.config)
+            first_present(fam.text_of(c), keys.top_k_keys, "top-k")[1]
+            for c in (plan.source_config, plan.config)
         ]
     return {
         "source": plan.source,

@@ -43,7 +43,7 @@ def renormalizes(family: Family, config: dict) -> bool:
     r = family.router.renormalize
     if isinstance(r, bool):
         return r
-    value = config.get(r)
+    value = family.text_of(config).get(r)
     return family.router.renormalize_default if value is None else bool(value)
 
 
@@ -51,7 +51,7 @@ def scoring(family: Family, config: dict) -> str:
     """The router's scoring for this config: the family's, unless its ``scoring_key`` says."""
     assert family.router is not None
     key = family.router.scoring_key
-    value = config.get(key) if key else None
+    value = family.text_of(config).get(key) if key else None
     return value if isinstance(value, str) else family.router.scoring
 
 
@@ -64,6 +64,7 @@ def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
         )
     router = family.router
     router_scoring = scoring(family, config)
+    config = family.text_of(config)
     if router_scoring == "sparsemixer":
         raise GrowthError(
             f"--width {spec.width}: {family.name}'s sparsemixer router is hard-wired to top-2, "
