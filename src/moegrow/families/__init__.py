@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from moegrow.errors import CheckpointError
 from moegrow.families import (
+    bailing_hybrid,
     deepseek_v2,
     deepseek_v3,
     dense,
     gpt_oss,
     granitemoe,
+    granitemoehybrid,
+    jamba,
+    kimi_linear,
+    lfm2_moe,
     llama4,
+    minimax,
     mixtral,
     moegrow_moe,
+    nemotron_h,
     olmoe,
     phimoe,
     qwen2_moe,
     qwen3_moe,
+    qwen3_next,
 )
 from moegrow.families.base import Experts, Family, Router
 
@@ -31,6 +39,17 @@ FAMILIES: tuple[Family, ...] = (
     gpt_oss.FAMILY,
     llama4.FAMILY,
     phimoe.FAMILY,
+    jamba.FAMILY,
+    nemotron_h.FAMILY,
+    granitemoehybrid.FAMILY,
+    qwen3_next.QWEN3_NEXT,
+    qwen3_next.QWEN3_5_MOE_TEXT,
+    qwen3_next.QWEN3_5_MOE,
+    kimi_linear.FAMILY,
+    bailing_hybrid.FAMILY,
+    lfm2_moe.FAMILY,
+    minimax.FAMILY,
+    llama4.WRAPPED,
     dense.LLAMA,
     dense.QWEN,
 )

@@ -2,6 +2,8 @@
 ``[E, H, 2I]``, ``down_proj`` ``[E, I, H]``), a shared expert, a sigmoid router that scales the
 chosen experts' *input* (no renormalisation), dense layers where ``moe_layers`` says so."""
 
+from dataclasses import replace
+
 from moegrow.families.base import Experts, Family, Router
 
 FAMILY = Family(
@@ -28,4 +30,20 @@ FAMILY = Family(
         "feed_forward.up_proj.weight",
         "feed_forward.down_proj.weight",
     ),
+)
+
+#: ``Llama4ForConditionalGeneration`` (``llama4``), the layout of the released checkpoints: the
+#: text tower under ``language_model.``, its config under ``text_config``; vision tensors are
+#: copied unchanged.
+WRAPPED = replace(
+    FAMILY,
+    name="llama4",
+    model_types=("llama4",),
+    layer_prefix="language_model.model.layers.",
+    required_global=(
+        "language_model.model.embed_tokens.weight",
+        "language_model.model.norm.weight",
+    ),
+    embedding="language_model.model.embed_tokens.weight",
+    text_config="text_config",
 )
