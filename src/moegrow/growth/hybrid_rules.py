@@ -40,35 +40,44 @@ JAMBA_PERIODS = (
 )
 
 
+def derived_layer_types(cfg: dict, rules: tuple[str, ...], n: int) -> list[str] | None:
+    """``layer_types`` as the config class derives it when config.json leaves it out (None where
+    no rule of the family derives it)."""
+    if "full_attention_interval" in rules:
+        interval = cfg.get("full_attention_interval", FULL_ATTENTION_INTERVAL_DEFAULT)
+        _check_period("full_attention_interval", interval)
+        return ["linear_attention" if (i + 1) % interval else "full_attention" for i in range(n)]
+    if "layer_group_size" in rules:
+        size = cfg.get("layer_group_size", LAYER_GROUP_SIZE_DEFAULT)
+        _check_period("layer_group_size", size)
+        return ["full_attention" if (i + 1) % size == 0 else "linear_attention" for i in range(n)]
+    if "linear_attn_config" in rules:
+        return kimi_layer_types(cfg.get("linear_attn_config") or {}, n)
+    return None
+
+
+def derived_mlp_layer_types(cfg: dict, n: int) -> list[str]:
+    """``mlp_layer_types`` from ``first_k_dense_replace`` (Kimi Linear, Bailing hybrid)."""
+    k = cfg.get("first_k_dense_replace")
+    if not isinstance(k, int):
+        raise GrowthError(
+            "config.json: neither mlp_layer_types nor first_k_dense_replace says which layers "
+            "are dense; add the one the checkpoint was trained with"
+        )
+    return ["dense" if i < k else "sparse" for i in range(n)]
+
+
 def explicit_kinds(ed: ConfigEditor, rules: tuple[str, ...], n: int) -> None:
     """Write per-layer kinds that the config derives from the layer index as explicit lists."""
     cfg = ed.cfg
+    if cfg.get("layer_types") is None:
+        derived = derived_layer_types(cfg, rules, n)
+        if derived is not None:
+            ed.set("layer_types", derived)
     if "full_attention_interval" in rules:
-        interval = cfg.get("full_attention_interval", FULL_ATTENTION_INTERVAL_DEFAULT)
-        if cfg.get("layer_types") is None:
-            _check_period("full_attention_interval", interval)
-            kinds = [
-                "linear_attention" if (i + 1) % interval else "full_attention" for i in range(n)
-            ]
-            ed.set("layer_types", kinds)
-        ed.remove("full_attention_interval")  # layer_types now says it, and takes precedence
-    if "layer_group_size" in rules and cfg.get("layer_types") is None:
-        size = cfg.get("layer_group_size", LAYER_GROUP_SIZE_DEFAULT)
-        _check_period("layer_group_size", size)
-        ed.set(
-            "layer_types",
-            ["full_attention" if (i + 1) % size == 0 else "linear_attention" for i in range(n)],
-        )
-    if "linear_attn_config" in rules and cfg.get("layer_types") is None:
-        ed.set("layer_types", _kimi_layer_types(cfg.get("linear_attn_config") or {}, n))
+        ed.remove("full_attention_interval")  # layer_types says it now, and takes precedence
     if "mlp_layer_types" in rules and cfg.get("mlp_layer_types") is None:
-        k = cfg.get("first_k_dense_replace")
-        if not isinstance(k, int):
-            raise GrowthError(
-                "config.json: neither mlp_layer_types nor first_k_dense_replace says which layers "
-                "are dense; add the one the checkpoint was trained with"
-            )
-        ed.set("mlp_layer_types", ["dense" if i < k else "sparse" for i in range(n)])
+        ed.set("mlp_layer_types", derived_mlp_layer_types(cfg, n))
 
 
 def remap_kinds(ed: ConfigEditor, rules: tuple[str, ...], layer_map: list[int], n: int) -> None:
@@ -103,7 +112,7 @@ def _check_period(key: str, value: object) -> None:
         raise GrowthError(f"config.json: {key} must be a positive integer, got {value!r}")
 
 
-def _kimi_layer_types(lac: dict, n: int) -> list[str]:
+def kimi_layer_types(lac: dict, n: int) -> list[str]:
     """Kimi Linear's layer kinds: 1-based ``full_attn_layers`` / ``kda_layers`` of
     ``linear_attn_config``, else full attention at every 4th layer from layer 4 (0-based)."""
     full, kda = lac.get("full_attn_layers"), lac.get("kda_layers")

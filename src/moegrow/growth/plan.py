@@ -17,6 +17,7 @@ from moegrow.growth.config_edit import (
     num_layers,
     num_mtp_layers,
 )
+from moegrow.growth.layer_kinds import check_depth_kinds
 from moegrow.growth.layer_map import build_layer_map, copy_flags, preserves_order
 from moegrow.growth.routing import WidthRules, width_rules
 from moegrow.growth.spec import GrowthSpec
@@ -232,6 +233,7 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
     notes: list[str] = []
     if spec.grows_depth:
         edit_depth(editor, family, layer_map)
+        check_depth_kinds(cfg, editor.config, family, layer_map, n)
         if set(layer_map) != set(range(n)):
             dropped = sorted(set(range(n)) - set(layer_map))
             notes.append(f"the layer map drops source layer(s) {dropped}")
