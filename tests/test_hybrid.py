@@ -177,6 +177,7 @@ RELEASE_CONFIGS = {
     ),
     "jamba": dict(),
     "lfm2_moe": dict(),
+    "lara_mini": dict(drop=("layer_types",)),
 }
 MAPS = {
     "interpose": GrowthSpec(depth=2, zero_init=True),

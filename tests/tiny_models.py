@@ -55,6 +55,7 @@ FAMILIES: dict[str, str] = {
     "bailing_hybrid": "bailing_hybrid",
     "lfm2_moe": "lfm2_moe",
     "minimax": "minimax",
+    "lara_mini": "lara_mini",
     # multimodal wrappers: the text tower under a prefix, its config under text_config
     "qwen3_5_moe": "qwen3_5_moe",
     "llama4": "llama4",
@@ -84,6 +85,7 @@ HYBRID_FAMILIES: tuple[str, ...] = (
     "bailing_hybrid",
     "lfm2_moe",
     "minimax",
+    "lara_mini",
 )
 #: Multimodal wrappers: family -> (text family, tiny vision config).
 WRAPPED_FAMILIES: dict[str, tuple[str, dict]] = {
@@ -376,6 +378,14 @@ def _hybrid_config(family: str, n: int) -> dict:
             intermediate_size=DENSE_FFN,
             num_dense_layers=1,
             layer_types=_alternate(n, "conv", "full_attention"),
+        )
+    if family == "lara_mini":  # layer_types from the config class's cycle: linear, sliding, full
+        return dict(
+            moe,
+            **linear,
+            num_experts=NUM_EXPERTS,
+            shared_expert_intermediate_size=SHARED_FFN,
+            sliding_window=4,
         )
     if family == "minimax":
         return dict(

@@ -104,6 +104,9 @@ class Family:
     post_norm_key: tuple[str, str] | None = None
     """``(config key, value)`` meaning the layers are post-norm (``norm(x + f(x))``): a
     zero-initialised depth copy still applies its norms, so it is not function-preserving."""
+    layer_types_cycle: tuple[str, ...] = ()
+    """The cycle of layer kinds the config class repeats when config.json has no
+    ``layer_types`` (LaRA-mini); made explicit before depth growth."""
     buffers: tuple[str, ...] = ()
     """Templates of persistent buffers stored beside the weights (MiniMax's lightning-attention
     decays): copied like any tensor, not counted as parameters."""

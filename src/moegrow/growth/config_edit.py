@@ -81,7 +81,7 @@ def edit_depth(ed: ConfigEditor, family: Family, layer_map: list[int]) -> None:
         _explicit_sparse_step(ed, old_n)
     if "interleave_moe_layer_step" in family.index_rules:
         _explicit_moe_layers(ed, old_n)
-    hybrid_rules.explicit_kinds(ed, family.index_rules, old_n)
+    hybrid_rules.explicit_kinds(ed, family, old_n)
 
     for key in family.per_layer_lists:
         values = cfg.get(key)

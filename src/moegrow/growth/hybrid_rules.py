@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from moegrow.errors import GrowthError
 
 if TYPE_CHECKING:
+    from moegrow.families.base import Family
     from moegrow.growth.config_edit import ConfigEditor
 
 #: Defaults of the transformers config classes, used when config.json leaves a period out.
@@ -40,9 +41,13 @@ JAMBA_PERIODS = (
 )
 
 
-def derived_layer_types(cfg: dict, rules: tuple[str, ...], n: int) -> list[str] | None:
+def derived_layer_types(
+    cfg: dict, rules: tuple[str, ...], n: int, cycle: tuple[str, ...] = ()
+) -> list[str] | None:
     """``layer_types`` as the config class derives it when config.json leaves it out (None where
-    no rule of the family derives it)."""
+    no rule of the family derives it); ``cycle`` is ``Family.layer_types_cycle``."""
+    if cycle:
+        return [cycle[i % len(cycle)] for i in range(n)]
     if "full_attention_interval" in rules:
         interval = cfg.get("full_attention_interval", FULL_ATTENTION_INTERVAL_DEFAULT)
         _check_period("full_attention_interval", interval)
@@ -67,11 +72,12 @@ def derived_mlp_layer_types(cfg: dict, n: int) -> list[str]:
     return ["dense" if i < k else "sparse" for i in range(n)]
 
 
-def explicit_kinds(ed: ConfigEditor, rules: tuple[str, ...], n: int) -> None:
+def explicit_kinds(ed: ConfigEditor, family: Family, n: int) -> None:
     """Write per-layer kinds that the config derives from the layer index as explicit lists."""
     cfg = ed.cfg
+    rules = family.index_rules
     if cfg.get("layer_types") is None:
-        derived = derived_layer_types(cfg, rules, n)
+        derived = derived_layer_types(cfg, rules, n, family.layer_types_cycle)
         if derived is not None:
             ed.set("layer_types", derived)
     if "full_attention_interval" in rules:

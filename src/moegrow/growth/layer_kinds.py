@@ -38,7 +38,7 @@ def layer_kinds(config: dict, family: Family, n: int) -> list[Kind]:
     if "hybrid_override_pattern" in rules and isinstance(pattern, str) and not cols:
         cols["layers_block_type"] = [PATTERN.get(c, c) for c in pattern[:n]]
     if "layer_types" not in cols:
-        derived = hybrid_rules.derived_layer_types(cfg, rules, n)
+        derived = hybrid_rules.derived_layer_types(cfg, rules, n, family.layer_types_cycle)
         if derived is not None:
             cols["layer_types"] = list(derived)
     if "mlp_layer_types" in rules and "mlp_layer_types" not in cols:
