@@ -283,12 +283,17 @@ def _hybrid_config(family: str, n: int) -> dict:
         linear_num_key_heads=2,
         linear_num_value_heads=4,
     )
-    mla = dict(  # multi-head latent attention (Kimi Linear, Bailing hybrid)
+    mla_moe = dict(  # multi-head latent attention, group-limited routing (Kimi, Bailing)
+        moe,
         num_key_value_heads=HEADS,
         kv_lora_rank=16,
         qk_rope_head_dim=8,
         qk_nope_head_dim=8,
         v_head_dim=16,
+        num_local_experts=NUM_EXPERTS,
+        intermediate_size=DENSE_FFN,
+        n_group=2,
+        topk_group=1,
     )
     attn_linear = _alternate(n, "linear_attention", "full_attention")
     if family == "jamba":  # layers 1, 3 attention; layers 0, 2 MoE
@@ -348,12 +353,7 @@ def _hybrid_config(family: str, n: int) -> dict:
         return d
     if family == "kimi_linear":
         return dict(
-            moe,
-            **mla,
-            num_local_experts=NUM_EXPERTS,
-            intermediate_size=DENSE_FFN,
-            n_group=2,
-            topk_group=1,
+            mla_moe,
             linear_head_dim=8,
             linear_num_heads=4,
             layer_types=attn_linear,
@@ -361,12 +361,7 @@ def _hybrid_config(family: str, n: int) -> dict:
         )
     if family == "bailing_hybrid":
         return dict(
-            moe,
-            **mla,
-            num_local_experts=NUM_EXPERTS,
-            intermediate_size=DENSE_FFN,
-            n_group=2,
-            topk_group=1,
+            mla_moe,
             first_k_dense_replace=1,
             layer_group_size=2,
             num_mtp_layers=0,

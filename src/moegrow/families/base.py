@@ -10,7 +10,7 @@ name; fused templates name tensors whose axis 0 is the expert axis (true of ever
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 
 
@@ -181,3 +181,22 @@ class Family:
 
     def is_down(self, rest: str) -> bool:
         return self.experts is not None and matches(self.experts.down, rest)
+
+
+def multimodal(text: Family, *, name: str, model_type: str, text_prefix: str) -> Family:
+    """The declaration of a multimodal wrapper of ``text`` as it is on disk: the text model's
+    ``model.`` tensors lie under ``text_prefix`` and its config under ``text_config``; every
+    other tensor (vision tower, projector) is copied unchanged."""
+
+    def moved(tensor: str) -> str:
+        return text_prefix + tensor.removeprefix("model.")
+
+    return replace(
+        text,
+        name=name,
+        model_types=(model_type,),
+        layer_prefix=moved(text.layer_prefix),
+        required_global=tuple(moved(t) for t in text.required_global),
+        embedding=moved(text.embedding),
+        text_config="text_config",
+    )

@@ -2,9 +2,7 @@
 ``[E, H, 2I]``, ``down_proj`` ``[E, I, H]``), a shared expert, a sigmoid router that scales the
 chosen experts' *input* (no renormalisation), dense layers where ``moe_layers`` says so."""
 
-from dataclasses import replace
-
-from moegrow.families.base import Experts, Family, Router
+from moegrow.families.base import Experts, Family, Router, multimodal
 
 FAMILY = Family(
     name="llama4_text",
@@ -35,15 +33,6 @@ FAMILY = Family(
 #: ``Llama4ForConditionalGeneration`` (``llama4``), the layout of the released checkpoints: the
 #: text tower under ``language_model.``, its config under ``text_config``; vision tensors are
 #: copied unchanged.
-WRAPPED = replace(
-    FAMILY,
-    name="llama4",
-    model_types=("llama4",),
-    layer_prefix="language_model.model.layers.",
-    required_global=(
-        "language_model.model.embed_tokens.weight",
-        "language_model.model.norm.weight",
-    ),
-    embedding="language_model.model.embed_tokens.weight",
-    text_config="text_config",
+WRAPPED = multimodal(
+    FAMILY, name="llama4", model_type="llama4", text_prefix="language_model.model."
 )

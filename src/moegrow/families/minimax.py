@@ -6,19 +6,15 @@ scales) the stream and depth growth is not function-preserving. The lightning la
 buffers depend on the layer index; copies keep their source layer's buffers where the
 checkpoint stores them."""
 
-from moegrow.families.base import Experts, Family, Router
+from dataclasses import replace
 
-FAMILY = Family(
+from moegrow.families import mixtral
+
+FAMILY = replace(
+    mixtral.FAMILY,
     name="minimax",
     model_types=("minimax",),
-    experts=Experts(
-        count_keys=("num_local_experts", "num_experts"),
-        top_k_keys=("num_experts_per_tok",),
-        per_expert=("block_sparse_moe.experts.{e}.*",),
-        down=("block_sparse_moe.experts.{e}.w2.*",),
-    ),
-    router=Router(weight="block_sparse_moe.gate.weight", scoring="softmax", renormalize=True),
-    residual=("self_attn.o_proj.*", "self_attn.out_proj.*", "block_sparse_moe.experts.{e}.w2.*"),
+    residual=(*mixtral.FAMILY.residual, "self_attn.out_proj.*"),
     required_layer=("input_layernorm.weight", "post_attention_layernorm.weight"),
     buffers=(
         "self_attn.slope_rate",

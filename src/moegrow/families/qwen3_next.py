@@ -8,7 +8,7 @@ sigmoid-gated shared expert; softmax, top-k, renormalised (Qwen3-Next per
 
 from dataclasses import replace
 
-from moegrow.families.base import Experts, Family, Router
+from moegrow.families.base import Experts, Family, Router, multimodal
 
 _EXPERTS = Experts(
     count_keys=("num_experts", "num_local_experts"),
@@ -49,15 +49,9 @@ QWEN3_5_MOE_TEXT = replace(
     index_rules=("full_attention_interval",),
 )
 
-QWEN3_5_MOE = replace(
+QWEN3_5_MOE = multimodal(
     QWEN3_5_MOE_TEXT,
     name="qwen3_5_moe",
-    model_types=("qwen3_5_moe",),
-    layer_prefix="model.language_model.layers.",
-    required_global=(
-        "model.language_model.embed_tokens.weight",
-        "model.language_model.norm.weight",
-    ),
-    embedding="model.language_model.embed_tokens.weight",
-    text_config="text_config",
+    model_type="qwen3_5_moe",
+    text_prefix="model.language_model.",
 )
