@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -33,11 +34,10 @@ SPECS = {
     "depth": GrowthSpec(depth=2, zero_init=True),
     "both": GrowthSpec(depth=2, zero_init=True, width=2, noise=0.0),
 }
-#: Jamba's periods cannot describe an interposed stack (refused, tested below); stacking keeps them.
-JAMBA_SPECS = {
-    "depth": GrowthSpec(depth=2, depth_method="stack", zero_init=True),
-    "both": GrowthSpec(depth=2, depth_method="stack", zero_init=True, width=2, noise=0.0),
-}
+#: Depth options some families need to be exact: Jamba's periods cannot describe an interposed
+#: stack (refused, tested below) but survive stacking; Qwen3-VL adds visual features after its
+#: first two layers by index (tested with images below).
+DEPTH_OPTIONS = {"jamba": dict(depth_method="stack"), "qwen3_vl_moe": dict(keep_first=2)}
 #: Families whose depth growth is refused as not exact, and a word the plan's reason must carry.
 NOT_EXACT_DEPTH = {"minimax": "input norm"}
 
@@ -59,7 +59,10 @@ def _load(path):
 
 
 def _spec(family: str, kind: str) -> GrowthSpec:
-    return JAMBA_SPECS.get(kind, SPECS[kind]) if family == "jamba" else SPECS[kind]
+    spec = SPECS[kind]
+    if spec.grows_depth and family in DEPTH_OPTIONS:
+        spec = replace(spec, **DEPTH_OPTIONS[family])
+    return spec
 
 
 @pytest.mark.parametrize("kind", list(SPECS))
@@ -286,3 +289,33 @@ def test_wrapper_layout_is_kept(tiny, tmp_path, family):
         k: v for k, v in src_cfg.items() if k != "text_config"
     }
     assert all(e.startswith("text_config.") for e in result.plan.config_edits)
+
+
+def test_deepstack_layers_must_stay_first(tiny, tmp_path):
+    """Qwen3-VL adds visual features after text layers 0 and 1: interposing copies there changes
+    image inputs (said by the plan, and measured), --keep-first 2 keeps them exact."""
+    from tiny_models import load
+
+    src = tiny("qwen3_vl_moe")
+    ids = torch.tensor([[1, 2, 7, 5, 5, 5, 5, 8, 9, 10, 11, 12]])  # 4 merged image tokens
+    image = dict(
+        pixel_values=torch.randn(16, 96, generator=torch.Generator().manual_seed(0)),
+        image_grid_thw=torch.tensor([[1, 4, 4]]),
+        mm_token_type_ids=(ids == 5).long(),
+    )
+
+    def run(path, **inputs):
+        with torch.no_grad():
+            return load(path)(input_ids=ids, **inputs).logits
+
+    ref_text, ref_image = run(src), run(src, **image)
+    assert (ref_image - ref_text).abs().max() > 0.1  # the image matters
+
+    plain = grow(src, tmp_path / "plain", SPECS["depth"], progress=False).plan
+    assert not plain.exact and "--keep-first 2" in " ".join(plain.not_exact)
+    assert (run(tmp_path / "plain") - ref_text).abs().max() <= TOL
+    assert (run(tmp_path / "plain", **image) - ref_image).abs().max() > TOL
+
+    kept = grow(src, tmp_path / "kept", _spec("qwen3_vl_moe", "depth"), progress=False).plan
+    assert kept.exact and kept.layer_map[:2] == [0, 1]
+    assert (run(tmp_path / "kept", **image) - ref_image).abs().max() <= TOL

@@ -59,7 +59,10 @@ FAMILIES: dict[str, str] = {
     # multimodal wrappers: the text tower under a prefix, its config under text_config
     "qwen3_5_moe": "qwen3_5_moe",
     "llama4": "llama4",
+    "qwen3_vl_moe": "qwen3_vl_moe",
 }
+#: Text configs of wrappers that have no causal-LM class of their own (not built alone).
+TEXT_ONLY: dict[str, str] = {"qwen3_vl_moe_text": "qwen3_vl_moe_text"}
 
 MOE_FAMILIES: tuple[str, ...] = (
     "mixtral",
@@ -87,11 +90,12 @@ HYBRID_FAMILIES: tuple[str, ...] = (
     "minimax",
     "lara_mini",
 )
-#: Multimodal wrappers: family -> (text family, tiny vision config).
-WRAPPED_FAMILIES: dict[str, tuple[str, dict]] = {
+#: Multimodal wrappers: family -> (text family, tiny vision config, wrapper config).
+WRAPPED_FAMILIES: dict[str, tuple[str, dict, dict]] = {
     "qwen3_5_moe": (
         "qwen3_5_moe_text",
         dict(depth=1, hidden_size=32, intermediate_size=32, num_heads=2, out_hidden_size=64),
+        {},
     ),
     "llama4": (
         "llama4_text",
@@ -106,6 +110,21 @@ WRAPPED_FAMILIES: dict[str, tuple[str, dict]] = {
             projector_input_dim=32,
             projector_output_dim=64,
         ),
+        {},
+    ),
+    "qwen3_vl_moe": (  # deepstack features are added after text layers 0 and 1
+        "qwen3_vl_moe_text",
+        dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=32,
+            num_heads=2,
+            out_hidden_size=64,
+            deepstack_visual_indexes=[0, 1],
+            patch_size=4,
+            num_position_embeddings=16,
+        ),
+        dict(image_token_id=5, video_token_id=6, vision_start_token_id=7, vision_end_token_id=8),
     ),
 }
 
@@ -257,6 +276,15 @@ def _family_config(family: str, num_layers: int) -> dict:
         )
     if family in HYBRID_FAMILIES:
         return _hybrid_config(family, n)
+    if family == "qwen3_vl_moe_text":  # fused experts, layer 1 dense, multimodal RoPE
+        return dict(
+            num_experts=NUM_EXPERTS,
+            num_experts_per_tok=TOP_K,
+            intermediate_size=DENSE_FFN,
+            moe_intermediate_size=EXPERT_FFN,
+            mlp_only_layers=[1] if n > 1 else [],
+            rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 2, 4]},
+        )
     if family == "llama":
         return dict(intermediate_size=DENSE_FFN, attention_bias=False, mlp_bias=False)
     if family == "mistral":
@@ -405,15 +433,16 @@ def make_config(family: str, *, num_layers: int = 4, **config_overrides):
     from transformers import CONFIG_MAPPING, AutoConfig
 
     if family in WRAPPED_FAMILIES:
-        text_family, vision = WRAPPED_FAMILIES[family]
+        text_family, vision, wrapper = WRAPPED_FAMILIES[family]
         text = make_config(text_family, num_layers=num_layers, **config_overrides)
         return AutoConfig.for_model(
             FAMILIES[family],
             text_config=text.to_dict(),
             vision_config=vision,
             tie_word_embeddings=False,
+            **wrapper,
         )
-    model_type = FAMILIES[family]
+    model_type = FAMILIES.get(family) or TEXT_ONLY[family]
     kwargs = dict(_COMMON)
     kwargs.update(_family_config(family, num_layers))
     kwargs["num_hidden_layers"] = num_layers
@@ -449,6 +478,10 @@ def _model_class(model_type: str):
         from transformers import Qwen3_5MoeForConditionalGeneration
 
         return Qwen3_5MoeForConditionalGeneration
+    if model_type == "qwen3_vl_moe":
+        from transformers import Qwen3VLMoeForConditionalGeneration
+
+        return Qwen3VLMoeForConditionalGeneration
     return AutoModelForCausalLM
 
 

@@ -25,6 +25,7 @@ from moegrow.families import (
     qwen2_moe,
     qwen3_moe,
     qwen3_next,
+    qwen3_vl_moe,
 )
 from moegrow.families.base import Experts, Family, Router
 
@@ -52,6 +53,7 @@ FAMILIES: tuple[Family, ...] = (
     minimax.FAMILY,
     lara_mini.FAMILY,
     llama4.WRAPPED,
+    qwen3_vl_moe.FAMILY,
     dense.LLAMA,
     dense.QWEN,
 )

@@ -110,6 +110,10 @@ class Family:
     buffers: tuple[str, ...] = ()
     """Templates of persistent buffers stored beside the weights (MiniMax's lightning-attention
     decays): copied like any tensor, not counted as parameters."""
+    injected_layers: tuple[str, ...] = ()
+    """Path in config.json to a list whose length k is the number of first text layers after
+    which a wrapper adds features by layer index (Qwen3-VL's ``deepstack_visual_indexes``):
+    depth growth preserves image inputs only if output layers 0..k-1 are source layers 0..k-1."""
     depth_not_exact: str = ""
     """Why a zero-initialised depth copy is not an identity in this family whatever its config
     (empty where it is): the plan says so and the growth is not marked exact."""
@@ -139,6 +143,13 @@ class Family:
             lists = [config.get(k) for k in self.per_layer_lists]
             value = next((len(v) for v in lists if isinstance(v, list) and v), None)
         return value
+
+    def injected_layer_count(self, config: dict) -> int:
+        """k of ``injected_layers`` (0 where the family has none or the config lacks the list)."""
+        value: object = config
+        for key in self.injected_layers:
+            value = value.get(key) if isinstance(value, dict) else None
+        return len(value) if self.injected_layers and isinstance(value, list) else 0
 
     @property
     def is_moe(self) -> bool:

@@ -249,6 +249,13 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
                 "post-norm layers (norm(x + f(x))): even a zero-initialised copy applies its "
                 "norms to the residual stream, so depth growth cannot be function-preserving"
             )
+        k = family.injected_layer_count(cfg)
+        if k and layer_map[:k] != list(range(k)):
+            not_exact.append(
+                f"{'.'.join(family.injected_layers)} adds features after the first {k} layers by "
+                f"index, which are no longer source layers 0..{k - 1}: image and video inputs are "
+                f"not computed as before (pass --keep-first {k})"
+            )
         if family.depth_not_exact:
             not_exact.append(f"depth growth is not exact because {family.depth_not_exact}")
 
