@@ -319,3 +319,14 @@ def test_deepstack_layers_must_stay_first(tiny, tmp_path):
     kept = grow(src, tmp_path / "kept", _spec("qwen3_vl_moe", "depth"), progress=False).plan
     assert kept.exact and kept.layer_map[:2] == [0, 1]
     assert (run(tmp_path / "kept", **image) - ref_image).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("family", ["glm4v_moe", "qwen3_5_moe"])
+def test_verify_builds_wrappers(tiny, tmp_path, family):
+    """``moegrow verify`` builds wrappers that have no causal-LM class of their own."""
+    from moegrow.growth.verify import verify
+
+    src = tiny(family)
+    grow(src, tmp_path / "out", SPECS["both"], progress=False)
+    r = verify(src, tmp_path / "out")
+    assert r.expected_exact is True and r.ok and r.max_abs_diff <= r.tolerance

@@ -60,9 +60,13 @@ FAMILIES: dict[str, str] = {
     "qwen3_5_moe": "qwen3_5_moe",
     "llama4": "llama4",
     "qwen3_vl_moe": "qwen3_vl_moe",
+    "glm4v_moe": "glm4v_moe",
 }
 #: Text configs of wrappers that have no causal-LM class of their own (not built alone).
-TEXT_ONLY: dict[str, str] = {"qwen3_vl_moe_text": "qwen3_vl_moe_text"}
+TEXT_ONLY: dict[str, str] = {
+    "qwen3_vl_moe_text": "qwen3_vl_moe_text",
+    "glm4v_moe_text": "glm4v_moe_text",
+}
 
 MOE_FAMILIES: tuple[str, ...] = (
     "mixtral",
@@ -125,6 +129,19 @@ WRAPPED_FAMILIES: dict[str, tuple[str, dict, dict]] = {
             num_position_embeddings=16,
         ),
         dict(image_token_id=5, video_token_id=6, vision_start_token_id=7, vision_end_token_id=8),
+    ),
+    "glm4v_moe": (
+        "glm4v_moe_text",
+        dict(
+            depth=1,
+            hidden_size=32,
+            intermediate_size=32,
+            num_heads=2,
+            out_hidden_size=64,
+            patch_size=4,
+            image_size=16,
+        ),
+        dict(image_token_id=5, video_token_id=6, image_start_token_id=7, image_end_token_id=8),
     ),
 }
 
@@ -276,6 +293,23 @@ def _family_config(family: str, num_layers: int) -> dict:
         )
     if family in HYBRID_FAMILIES:
         return _hybrid_config(family, n)
+    if family == "glm4v_moe_text":  # dense layer 0, sigmoid group-limited router, qkv biases
+        return dict(
+            n_routed_experts=NUM_EXPERTS,
+            num_experts_per_tok=TOP_K,
+            intermediate_size=DENSE_FFN,
+            moe_intermediate_size=EXPERT_FFN,
+            first_k_dense_replace=1 if n > 1 else 0,
+            n_group=2,
+            topk_group=1,
+            routed_scaling_factor=2.5,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 1e4,
+                "mrope_section": [1, 1, 2],
+                "partial_rotary_factor": 0.5,
+            },
+        )
     if family == "qwen3_vl_moe_text":  # fused experts, layer 1 dense, multimodal RoPE
         return dict(
             num_experts=NUM_EXPERTS,
@@ -482,6 +516,10 @@ def _model_class(model_type: str):
         from transformers import Qwen3VLMoeForConditionalGeneration
 
         return Qwen3VLMoeForConditionalGeneration
+    if model_type == "glm4v_moe":
+        from transformers import Glm4vMoeForConditionalGeneration
+
+        return Glm4vMoeForConditionalGeneration
     return AutoModelForCausalLM
 
 

@@ -8,6 +8,7 @@ from moegrow.families import (
     deepseek_v2,
     deepseek_v3,
     dense,
+    glm4v_moe,
     gpt_oss,
     granitemoe,
     granitemoehybrid,
@@ -54,6 +55,7 @@ FAMILIES: tuple[Family, ...] = (
     lara_mini.FAMILY,
     llama4.WRAPPED,
     qwen3_vl_moe.FAMILY,
+    glm4v_moe.FAMILY,
     dense.LLAMA,
     dense.QWEN,
 )
