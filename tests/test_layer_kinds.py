@@ -10,8 +10,9 @@ from tiny_models import FAMILIES
 
 from moegrow.errors import GrowthError
 from moegrow.families import family_for
+from moegrow.families.kinds import layer_kinds
 from moegrow.growth.config_edit import num_layers
-from moegrow.growth.layer_kinds import check_depth_kinds, layer_kinds
+from moegrow.growth.hybrid_rules import check_depth_kinds
 from moegrow.io.checkpoint import Checkpoint
 
 
@@ -55,3 +56,37 @@ def test_a_kind_changed_by_the_edit_is_refused(tiny):
     with pytest.raises(GrowthError, match="layer 1 would be built as"):
         check_depth_kinds(src, grown, family, [0, 0, 1, 1, 2, 2, 3, 3], 4)
     check_depth_kinds(src, grown, family, [0, 1, 2, 3, 0, 1, 2, 3], 4)
+
+
+@pytest.mark.parametrize(
+    "family_name,expected",
+    [("jamba", 2), ("nemotron_h", 1), ("minimax", 2), ("lfm2_moe", 2), ("kimi_linear", 2)],
+)
+def test_flops_count_attention_only_where_layers_attend(tiny, family_name, expected):
+    """The sequence-length term of FLOPs/token counts softmax-attention layers only; the counts
+    agree with the layers that transformers builds with an attention module."""
+    from transformers import AutoModelForCausalLM
+
+    from moegrow.flops import param_stats
+
+    path = tiny(family_name)
+    with Checkpoint(path) as ckpt:
+        family = family_for(ckpt.config)
+        tensors = [(i.name, i.dtype, i.shape) for i in ckpt.tensors.values()]
+        stats = param_stats(tensors, family, ckpt.config)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    mixers = [
+        type(getattr(layer, "self_attn", None) or getattr(layer, "mixer", None)).__name__
+        for layer in model.model.layers
+    ]
+    # softmax attention modules; recurrent ones are named *DeltaAttention, *LightningAttention
+    built = sum(
+        m.endswith("Attention") and not m.endswith(("DeltaAttention", "LightningAttention"))
+        for m in mixers
+    )
+    assert stats.attention_layers == expected == built
+    assert stats.num_layers == 4
+    width_term = 6.0 * 4096 * stats.attention_width
+    without = stats.flops_per_token(4096) - expected * width_term
+    assert stats.flops_per_token(8192) - stats.flops_per_token(4096) == expected * width_term
+    assert without > 0

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from moegrow.families.base import Family, matches
+from moegrow.families.kinds import attention_layers
 
 #: Sequence length assumed for the attention term when none is given (the paper's).
 DEFAULT_SEQ_LEN = 4096
@@ -43,10 +44,13 @@ class ParamStats:
     num_layers: int
     attention_width: int
     """Per layer: heads x (query/key head width + value head width)."""
+    attention_layers: int
+    """Layers with softmax attention over the sequence (all but the recurrent, convolutional
+    and mixer-less layers of a hybrid stack)."""
 
     def flops_per_token(self, seq_len: int = DEFAULT_SEQ_LEN) -> float:
         matmul = self.active - self.embedding + (self.embedding if self.tied else 0)
-        return 6.0 * matmul + 6.0 * self.num_layers * seq_len * self.attention_width
+        return 6.0 * matmul + 6.0 * self.attention_layers * seq_len * self.attention_width
 
     @property
     def chinchilla_flops(self) -> float:
@@ -58,6 +62,7 @@ class ParamStats:
             "total_params": self.total,
             "active_params": self.active,
             "embedding_params": self.embedding,
+            "attention_layers": self.attention_layers,
             "flops_per_token": self.flops_per_token(seq_len),
             "flops_per_token_seq_len": seq_len,
             "chinchilla_flops": self.chinchilla_flops,
@@ -71,6 +76,8 @@ def param_stats(
     total = active = embedding = 0
     num_experts = top_k = None
     n_layers = family.layer_count(config)
+    n_layers = n_layers if isinstance(n_layers, int) and n_layers > 0 else 0
+    n_attention = attention_layers(config, family, n_layers)
     config = family.text_of(config)
     if family.experts is not None:
         num_experts = next(
@@ -100,7 +107,8 @@ def param_stats(
         active=round(active),
         embedding=embedding,
         tied=bool(config.get("tie_word_embeddings", False)),
-        num_layers=n_layers if isinstance(n_layers, int) else 0,
+        num_layers=n_layers,
+        attention_layers=n_attention,
         attention_width=_attention_width(config),
     )
 

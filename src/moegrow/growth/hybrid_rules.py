@@ -27,49 +27,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from moegrow.errors import GrowthError
+from moegrow.families.kinds import (
+    JAMBA_PERIODS,
+    check_period,
+    derived_layer_types,
+    derived_mlp_layer_types,
+    layer_kinds,
+)
 
 if TYPE_CHECKING:
     from moegrow.families.base import Family
     from moegrow.growth.config_edit import ConfigEditor
-
-#: Defaults of the transformers config classes, used when config.json leaves a period out.
-FULL_ATTENTION_INTERVAL_DEFAULT = 4
-LAYER_GROUP_SIZE_DEFAULT = 6
-JAMBA_PERIODS = (
-    ("attn_layer_period", "attn_layer_offset"),
-    ("expert_layer_period", "expert_layer_offset"),
-)
-
-
-def derived_layer_types(
-    cfg: dict, rules: tuple[str, ...], n: int, cycle: tuple[str, ...] = ()
-) -> list[str] | None:
-    """``layer_types`` as the config class derives it when config.json leaves it out (None where
-    no rule of the family derives it); ``cycle`` is ``Family.layer_types_cycle``."""
-    if cycle:
-        return [cycle[i % len(cycle)] for i in range(n)]
-    if "full_attention_interval" in rules:
-        interval = cfg.get("full_attention_interval", FULL_ATTENTION_INTERVAL_DEFAULT)
-        _check_period("full_attention_interval", interval)
-        return ["linear_attention" if (i + 1) % interval else "full_attention" for i in range(n)]
-    if "layer_group_size" in rules:
-        size = cfg.get("layer_group_size", LAYER_GROUP_SIZE_DEFAULT)
-        _check_period("layer_group_size", size)
-        return ["full_attention" if (i + 1) % size == 0 else "linear_attention" for i in range(n)]
-    if "linear_attn_config" in rules:
-        return kimi_layer_types(cfg.get("linear_attn_config") or {}, n)
-    return None
-
-
-def derived_mlp_layer_types(cfg: dict, n: int) -> list[str]:
-    """``mlp_layer_types`` from ``first_k_dense_replace`` (Kimi Linear, Bailing hybrid)."""
-    k = cfg.get("first_k_dense_replace")
-    if not isinstance(k, int):
-        raise GrowthError(
-            "config.json: neither mlp_layer_types nor first_k_dense_replace says which layers "
-            "are dense; add the one the checkpoint was trained with"
-        )
-    return ["dense" if i < k else "sparse" for i in range(n)]
 
 
 def explicit_kinds(ed: ConfigEditor, family: Family, n: int) -> None:
@@ -113,30 +81,6 @@ def remap_kinds(ed: ConfigEditor, rules: tuple[str, ...], layer_map: list[int], 
             _remap_period(ed, period_key, offset_key, layer_map, n)
 
 
-def _check_period(key: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise GrowthError(f"config.json: {key} must be a positive integer, got {value!r}")
-
-
-def kimi_layer_types(lac: dict, n: int) -> list[str]:
-    """Kimi Linear's layer kinds: 1-based ``full_attn_layers`` / ``kda_layers`` of
-    ``linear_attn_config``, else full attention at every 4th layer from layer 4 (0-based)."""
-    full, kda = lac.get("full_attn_layers"), lac.get("kda_layers")
-    if isinstance(full, list) and isinstance(kda, list):
-        kinds: list[str | None] = [None] * n
-        for i in full:
-            kinds[i - 1] = "full_attention"
-        for i in kda:
-            kinds[i - 1] = "linear_attention"
-        if None in kinds:
-            raise GrowthError(
-                f"config.json: linear_attn_config names no kind for layer {kinds.index(None) + 1} "
-                "(1-based) in full_attn_layers or kda_layers"
-            )
-        return kinds  # type: ignore[return-value]
-    return ["full_attention" if i and i % 4 == 0 else "linear_attention" for i in range(n)]
-
-
 def solve_period(kinds: list[bool]) -> tuple[int, int] | None:
     """The smallest ``(period, offset)`` with ``kinds[j] == (j % period == offset)`` for every
     layer j, or None when no period expresses ``kinds``."""
@@ -159,7 +103,7 @@ def _remap_period(
                 f"config.json: {key} must be a non-negative integer, got {value!r}; add the value "
                 "the checkpoint was trained with"
             )
-    _check_period(period_key, period)
+    check_period(period_key, period)
     source = [i % period == offset for i in range(n)]
     wanted = [source[s] for s in layer_map]
     solved = solve_period(wanted)
@@ -173,3 +117,19 @@ def _remap_period(
         )
     ed.set(period_key, solved[0])
     ed.set(offset_key, solved[1])
+
+
+def check_depth_kinds(
+    source: dict, grown: dict, family: Family, layer_map: list[int], n: int
+) -> None:
+    """Refuse a config edit after which some output layer's kind differs from its source
+    layer's (a description that silently means something else)."""
+    before = layer_kinds(source, family, n)
+    after = layer_kinds(grown, family, len(layer_map))
+    for j, s in enumerate(layer_map):
+        if after[j] != before[s]:
+            raise GrowthError(
+                f"config.json: after depth growth layer {j} would be built as {after[j]}, but "
+                f"it copies source layer {s}, built as {before[s]}; this layer map cannot be "
+                "described by the config's layer fields"
+            )

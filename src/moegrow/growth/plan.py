@@ -17,7 +17,7 @@ from moegrow.growth.config_edit import (
     num_layers,
     num_mtp_layers,
 )
-from moegrow.growth.layer_kinds import check_depth_kinds
+from moegrow.growth.hybrid_rules import check_depth_kinds
 from moegrow.growth.layer_map import build_layer_map, copy_flags, preserves_order
 from moegrow.growth.routing import WidthRules, width_rules
 from moegrow.growth.spec import GrowthSpec
