@@ -87,6 +87,28 @@ def test_hybrid_growth_is_exact(tiny, tmp_path, family, kind):
         assert diff <= TOL * scale
 
 
+@pytest.mark.parametrize(
+    "family,overrides",
+    [
+        ("nemotron_h", {"norm_topk_prob": False, "n_group": 2, "topk_group": 1}),
+        ("lfm2_moe", {"norm_topk_prob": False, "use_expert_bias": False}),
+        ("kimi_linear", {"norm_topk_prob": False}),
+        ("bailing_hybrid", {"norm_topk_prob": False}),
+        ("qwen3_next", {"norm_topk_prob": False}),
+    ],
+)
+def test_router_variants_are_exact(tiny, tmp_path, family, overrides):
+    """Sigmoid routers without renormalisation halve each copy's down-projection; softmax
+    routers without it need nothing; group-limited routing doubles the groups."""
+    src = tiny(family, **overrides)
+    result = grow(src, tmp_path / "out", SPECS["both"], progress=False)
+    assert result.plan.exact, result.plan.not_exact
+    halved = any("1/2" in note for note in result.plan.notes)
+    assert halved == (family != "qwen3_next")  # sigmoid scores are not shared by the copies
+    ids = sample_ids()
+    assert (logits(tmp_path / "out", ids) - logits(src, ids)).abs().max().item() <= TOL
+
+
 def _output_projection(rest: str) -> bool:
     parts = rest.split(".")
     module = parts[-2] if parts[-1] in ("weight", "bias") else parts[-1]
