@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from moegrow.families.base import Family
+from moegrow.families.base import Family, matches
+from moegrow.families.kinds import attention_layers
 
 #: Sequence length assumed for the attention term when none is given (the paper's).
 DEFAULT_SEQ_LEN = 4096
@@ -43,10 +44,13 @@ class ParamStats:
     num_layers: int
     attention_width: int
     """Per layer: heads x (query/key head width + value head width)."""
+    attention_layers: int
+    """Layers with softmax attention over the sequence (all but the recurrent, convolutional
+    and mixer-less layers of a hybrid stack)."""
 
     def flops_per_token(self, seq_len: int = DEFAULT_SEQ_LEN) -> float:
         matmul = self.active - self.embedding + (self.embedding if self.tied else 0)
-        return 6.0 * matmul + 6.0 * self.num_layers * seq_len * self.attention_width
+        return 6.0 * matmul + 6.0 * self.attention_layers * seq_len * self.attention_width
 
     @property
     def chinchilla_flops(self) -> float:
@@ -58,6 +62,7 @@ class ParamStats:
             "total_params": self.total,
             "active_params": self.active,
             "embedding_params": self.embedding,
+            "attention_layers": self.attention_layers,
             "flops_per_token": self.flops_per_token(seq_len),
             "flops_per_token_seq_len": seq_len,
             "chinchilla_flops": self.chinchilla_flops,
@@ -72,26 +77,32 @@ def param_stats(
     active = 0.0
     # share of a routed expert's parameters active per token: k / E
     routed_share = 1.0
+    n_layers = family.layer_count(config)
+    n_layers = n_layers if isinstance(n_layers, int) and n_layers > 0 else 0
+    n_attention = attention_layers(config, family, n_layers)
     if family.experts is not None:
         num_experts, top_k = family.expert_counts(config)
         routed_share = top_k / num_experts
+    config = family.text_of(config)
     for name, dtype, shape in tensors:
         m = family.layer_regex.match(name)
         role = family.classify(m.group("rest"))[0] if m else "plain"
         if role == "balance_bias":  # a buffer steering selection, not a trained parameter
+            continue
+        if m and matches(family.buffers, m.group("rest")):
             continue
         n = param_count(name, dtype, shape)
         total += n
         if name == family.embedding:
             embedding = n
         active += n * routed_share if role in ("expert", "fused") else n
-    n_layers = config.get(family.num_layers_key, 0)
     return ParamStats(
         total=total,
         active=round(active),
         embedding=embedding,
         tied=bool(config.get("tie_word_embeddings", False)),
         num_layers=n_layers,
+        attention_layers=n_attention,
         attention_width=_attention_width(config),
     )
 

@@ -10,7 +10,7 @@ name; fused templates name tensors whose axis 0 is the expert axis (true of ever
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 
 from moegrow.errors import MoegrowError
@@ -101,17 +101,62 @@ class Family:
     """Config lists of layer indices (``mlp_only_layers``, ``moe_layers``)."""
     index_rules: tuple[str, ...] = ()
     """Config fields derived from layer indices that code must rewrite (``decoder_sparse_step``,
-    ``interleave_moe_layer_step``, ``first_k_dense_replace``, ``max_window_layers``)."""
+    ``interleave_moe_layer_step``, ``first_k_dense_replace``, ``max_window_layers``,
+    ``num_dense_layers``) or that describe a period of layer kinds (``full_attention_interval``,
+    ``layer_group_size``, ``mlp_layer_types`` from ``first_k_dense_replace``,
+    ``linear_attn_config``, ``hybrid_override_pattern``, ``jamba_periods``); each is handled in
+    :mod:`moegrow.growth.config_edit`."""
     mtp_key: str | None = None
     """Config key counting multi-token-prediction layers stored after the main layers."""
     post_norm_key: tuple[str, str] | None = None
     """``(config key, value)`` meaning the layers are post-norm (``norm(x + f(x))``): a
     zero-initialised depth copy still applies its norms, so it is not function-preserving."""
+    layer_types_cycle: tuple[str, ...] = ()
+    """The cycle of layer kinds the config class repeats when config.json has no
+    ``layer_types`` (LaRA-mini); made explicit before depth growth."""
+    buffers: tuple[str, ...] = ()
+    """Templates of persistent buffers stored beside the weights (MiniMax's lightning-attention
+    decays): copied like any tensor, not counted as parameters."""
+    injected_layers: tuple[str, ...] = ()
+    """Path in config.json to a list whose length k is the number of first text layers after
+    which a wrapper adds features by layer index (Qwen3-VL's ``deepstack_visual_indexes``):
+    depth growth preserves image inputs only if output layers 0..k-1 are source layers 0..k-1."""
+    depth_not_exact: str = ""
+    """Why a zero-initialised depth copy is not an identity in this family whatever its config
+    (empty where it is): the plan says so and the growth is not marked exact."""
+    text_config: str | None = None
+    """Key of the nested text-model config of a multimodal wrapper (``text_config``): every
+    config field growth reads or edits lives there."""
     notes: str = ""
     dense_ffn: tuple[str, ...] = field(
         default=("mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight")
     )
     """Dense MLP matrices (weight-norm profile of dense layers)."""
+
+    def text_of(self, config: dict) -> dict:
+        """The part of ``config.json`` that describes the text model (all of it, or the nested
+        ``text_config`` of a multimodal wrapper)."""
+        if self.text_config is None:
+            return config
+        nested = config.get(self.text_config)
+        return nested if isinstance(nested, dict) else {}
+
+    def layer_count(self, config: dict) -> object:
+        """``num_layers_key`` of the text config or, where a config derives the count (Nemotron-H's
+        ``layers_block_type``), the length of the first per-layer list present (unchecked)."""
+        config = self.text_of(config)
+        value = config.get(self.num_layers_key)
+        if value is None:
+            lists = [config.get(k) for k in self.per_layer_lists]
+            value = next((len(v) for v in lists if isinstance(v, list) and v), None)
+        return value
+
+    def injected_layer_count(self, config: dict) -> int:
+        """k of ``injected_layers`` (0 where the family has none or the config lacks the list)."""
+        value: object = config
+        for key in self.injected_layers:
+            value = value.get(key) if isinstance(value, dict) else None
+        return len(value) if self.injected_layers and isinstance(value, list) else 0
 
     @property
     def is_moe(self) -> bool:
@@ -123,6 +168,7 @@ class Family:
         names neither."""
         if self.experts is None:
             raise MoegrowError(f"config.json: {self.name} is a dense family; it has no experts")
+        config = self.text_of(config)
         counts = []
         for keys, what in (
             (self.experts.count_keys, "expert count"),
@@ -180,3 +226,22 @@ class Family:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def multimodal(text: Family, *, name: str, model_type: str, text_prefix: str) -> Family:
+    """The declaration of a multimodal wrapper of ``text`` as it is on disk: the text model's
+    ``model.`` tensors lie under ``text_prefix`` and its config under ``text_config``; every
+    other tensor (vision tower, projector) is copied unchanged."""
+
+    def moved(tensor: str) -> str:
+        return text_prefix + tensor.removeprefix("model.")
+
+    return replace(
+        text,
+        name=name,
+        model_types=(model_type,),
+        layer_prefix=moved(text.layer_prefix),
+        required_global=tuple(moved(t) for t in text.required_global),
+        embedding=moved(text.embedding),
+        text_config="text_config",
+    )

@@ -2,7 +2,7 @@
 ``[E, H, 2I]``, ``down_proj`` ``[E, I, H]``), a shared expert, a sigmoid router that scales the
 chosen experts' *input* (no renormalisation), dense layers where ``moe_layers`` says so."""
 
-from moegrow.families.base import Experts, Family, Router
+from moegrow.families.base import Experts, Family, Router, multimodal
 
 FAMILY = Family(
     name="llama4_text",
@@ -28,4 +28,11 @@ FAMILY = Family(
         "feed_forward.up_proj.weight",
         "feed_forward.down_proj.weight",
     ),
+)
+
+#: ``Llama4ForConditionalGeneration`` (``llama4``), the layout of the released checkpoints: the
+#: text tower under ``language_model.``, its config under ``text_config``; vision tensors are
+#: copied unchanged.
+WRAPPED = multimodal(
+    FAMILY, name="llama4", model_type="llama4", text_prefix="language_model.model."
 )

@@ -11,20 +11,30 @@ import copy
 
 from moegrow.errors import GrowthError
 from moegrow.families.base import Family
+from moegrow.growth import hybrid_rules
 
 
 class ConfigEditor:
-    """Collects edits to a copy of a config dict."""
+    """Collects edits to a copy of a config dict; with ``scope`` (a multimodal wrapper's
+    ``text_config``) the edits go to that nested dict."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, scope: str | None = None):
         self.config = copy.deepcopy(config)
         self.edits: list[str] = []
+        self._prefix = f"{scope}." if scope else ""
+        self.cfg: dict = self.config[scope] if scope else self.config
+        """The dict edited: the whole config, or its nested text config."""
 
     def set(self, key: str, value: object) -> None:
-        old = self.config.get(key, "<absent>")
+        old = self.cfg.get(key, "<absent>")
         if old != value:
-            self.config[key] = value
-            self.edits.append(f"{key}: {_short(old)} -> {_short(value)}")
+            self.cfg[key] = value
+            self.edits.append(f"{self._prefix}{key}: {_short(old)} -> {_short(value)}")
+
+    def remove(self, key: str) -> None:
+        if key in self.cfg:
+            old = self.cfg.pop(key)
+            self.edits.append(f"{self._prefix}{key}: {_short(old)} -> <removed>")
 
 
 def _short(value: object) -> str:
@@ -33,7 +43,9 @@ def _short(value: object) -> str:
 
 
 def num_layers(config: dict, family: Family) -> int:
-    value = config.get(family.num_layers_key)
+    """The number of main layers: ``num_layers_key``, or where a config derives it (Nemotron-H's
+    ``layers_block_type``), the length of the first per-layer list present."""
+    value = family.layer_count(config)
     if not isinstance(value, int) or value < 1:
         raise GrowthError(
             f"config.json: {family.num_layers_key} must be a positive integer, got {value!r}"
@@ -44,21 +56,22 @@ def num_layers(config: dict, family: Family) -> int:
 def num_mtp_layers(config: dict, family: Family) -> int:
     if family.mtp_key is None:
         return 0
-    return int(config.get(family.mtp_key) or 0)
+    return int(family.text_of(config).get(family.mtp_key) or 0)
 
 
 def edit_depth(ed: ConfigEditor, family: Family, layer_map: list[int]) -> None:
     """Make every layer-count, per-layer and layer-index field consistent with ``layer_map``."""
-    cfg = ed.config
-    old_n = num_layers(cfg, family)
+    cfg = ed.cfg
+    old_n = num_layers(ed.config, family)
     new_n = len(layer_map)
-    n_mtp = num_mtp_layers(cfg, family)
+    n_mtp = num_mtp_layers(ed.config, family)
 
     # Fields derived from the layer index are first made explicit, then remapped like any list.
     if "decoder_sparse_step" in family.index_rules:
         _explicit_sparse_step(ed, old_n)
     if "interleave_moe_layer_step" in family.index_rules:
         _explicit_moe_layers(ed, old_n)
+    hybrid_rules.explicit_kinds(ed, family, old_n)
 
     for key in family.per_layer_lists:
         values = cfg.get(key)
@@ -86,17 +99,21 @@ def edit_depth(ed: ConfigEditor, family: Family, layer_map: list[int]) -> None:
     if "max_window_layers" in family.index_rules:
         strict = bool(cfg.get("use_sliding_window")) and cfg.get("sliding_window") is not None
         _remap_prefix(ed, "max_window_layers", layer_map, strict=strict)
+    if "num_dense_layers" in family.index_rules:
+        _remap_prefix(ed, "num_dense_layers", layer_map, strict=True)
+    hybrid_rules.remap_kinds(ed, family.index_rules, layer_map, old_n)
 
-    ed.set(family.num_layers_key, new_n)
+    if family.num_layers_key in cfg or not any(k in cfg for k in family.per_layer_lists):
+        ed.set(family.num_layers_key, new_n)
 
 
 def _explicit_sparse_step(ed: ConfigEditor, n: int) -> None:
     """Qwen-MoE: layer i is sparse iff i not in mlp_only_layers and (i + 1) % step == 0. Inserting
     layers would silently move the sparse layers, so list the dense ones and set step 1."""
-    step = ed.config.get("decoder_sparse_step")
+    step = ed.cfg.get("decoder_sparse_step")
     if step in (None, 1):
         return
-    dense = set(ed.config.get("mlp_only_layers") or [])
+    dense = set(ed.cfg.get("mlp_only_layers") or [])
     dense |= {i for i in range(n) if (i + 1) % step != 0}
     ed.set("mlp_only_layers", sorted(dense))
     ed.set("decoder_sparse_step", 1)
@@ -104,16 +121,16 @@ def _explicit_sparse_step(ed: ConfigEditor, n: int) -> None:
 
 def _explicit_moe_layers(ed: ConfigEditor, n: int) -> None:
     """Llama 4: without ``moe_layers``, layers step-1, 2*step-1, ... are MoE; list them."""
-    if ed.config.get("moe_layers") is not None:
+    if ed.cfg.get("moe_layers") is not None:
         return
-    step = ed.config.get("interleave_moe_layer_step", 1) or 1
+    step = ed.cfg.get("interleave_moe_layer_step", 1) or 1
     ed.set("moe_layers", list(range(step - 1, n, step)))
 
 
 def _remap_prefix(ed: ConfigEditor, key: str, layer_map: list[int], *, strict: bool) -> None:
     """A field meaning "layers < value are special": the special output layers must again form
     a prefix of the model."""
-    value = ed.config.get(key)
+    value = ed.cfg.get(key)
     if not isinstance(value, int):
         return
     special = [s < value for s in layer_map]
@@ -132,7 +149,7 @@ def edit_width(
 ) -> None:
     """Multiply the expert count by ``factor`` in every spelling present and set top-k."""
     assert family.experts is not None and family.router is not None
-    cfg = ed.config
+    cfg = ed.cfg
     for key in family.experts.count_keys:
         if isinstance(cfg.get(key), int):
             ed.set(key, cfg[key] * factor)

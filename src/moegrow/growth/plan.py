@@ -17,6 +17,7 @@ from moegrow.growth.config_edit import (
     num_layers,
     num_mtp_layers,
 )
+from moegrow.growth.hybrid_rules import check_depth_kinds
 from moegrow.growth.layer_map import build_layer_map, copy_flags, preserves_order
 from moegrow.growth.routing import WidthRules, width_rules
 from moegrow.growth.spec import GrowthSpec
@@ -223,11 +224,12 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
 
     layer_map = build_layer_map(n, spec) if spec.grows_depth else list(range(n))
     copies = copy_flags(layer_map)
-    editor = ConfigEditor(cfg)
+    editor = ConfigEditor(cfg, scope=family.text_config)
     not_exact: list[str] = []
     notes: list[str] = []
     if spec.grows_depth:
         edit_depth(editor, family, layer_map)
+        check_depth_kinds(cfg, editor.config, family, layer_map, n)
         if set(layer_map) != set(range(n)):
             dropped = sorted(set(range(n)) - set(layer_map))
             notes.append(f"the layer map drops source layer(s) {dropped}")
@@ -243,6 +245,15 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
                 "post-norm layers (norm(x + f(x))): even a zero-initialised copy applies its "
                 "norms to the residual stream, so depth growth cannot be function-preserving"
             )
+        k = family.injected_layer_count(cfg)
+        if k and layer_map[:k] != list(range(k)):
+            not_exact.append(
+                f"{'.'.join(family.injected_layers)} adds features after the first {k} layers by "
+                f"index, which are no longer source layers 0..{k - 1}: image and video inputs are "
+                f"not computed as before (pass --keep-first {k})"
+            )
+        if family.depth_not_exact:
+            not_exact.append(f"depth growth is not exact because {family.depth_not_exact}")
 
     rules: WidthRules | None = None
     expert_map = None
@@ -255,7 +266,7 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
             not_exact.append("new experts are freshly initialised (--experts random)")
         expert_map = build_expert_map(rules.num_experts, spec.width, spec.expert_order)
 
-    init_std = float(cfg.get("initializer_range") or RANDOM_ROUTER_STD)
+    init_std = float(family.text_of(cfg).get("initializer_range") or RANDOM_ROUTER_STD)
     builder = _TensorBuilder(family, spec, rules, expert_map, init_std)
     out: list[OutTensor] = []
     for info in sorted(globals_, key=lambda t: (not _is_input_side(t.name), t.name)):
@@ -291,7 +302,7 @@ def is_post_norm(family: Family, config: dict) -> bool:
     if family.post_norm_key is None:
         return False
     key, value = family.post_norm_key
-    return config.get(key) == value
+    return family.text_of(config).get(key) == value
 
 
 def _is_input_side(name: str) -> bool:

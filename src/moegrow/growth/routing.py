@@ -42,14 +42,14 @@ def renormalizes(family: Family, config: dict) -> bool:
     r = family.router.renormalize
     if isinstance(r, bool):
         return r
-    value = config.get(r)
+    value = family.text_of(config).get(r)
     return family.router.renormalize_default if value is None else bool(value)
 
 
 def scoring(family: Family, config: dict) -> str:
     """The router's scoring for this config: the family's, unless its ``scoring_key`` says."""
     assert family.router is not None
-    return family.router.scoring_for(config)
+    return family.router.scoring_for(family.text_of(config))
 
 
 def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
@@ -61,6 +61,7 @@ def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
         )
     router = family.router
     router_scoring = scoring(family, config)
+    text = family.text_of(config)  # raw keys of the text model's config
     if router_scoring == "sparsemixer":
         raise GrowthError(
             f"--width {spec.width}: {family.name}'s sparsemixer router is hard-wired to top-2, "
@@ -90,8 +91,8 @@ def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
         )
     if router.group_keys:
         n_group_key, topk_group_key = router.group_keys
-        n_group = config.get(n_group_key)
-        topk_group = config.get(topk_group_key)
+        n_group = text.get(n_group_key)
+        topk_group = text.get(topk_group_key)
         if isinstance(n_group, int) and isinstance(topk_group, int):
             rules.scale_groups = True
             if new_e % (n_group * m):
@@ -104,7 +105,7 @@ def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
                     f"--top-k: {new_k} experts per token exceed the {topk_group * m} groups x "
                     f"{per_group} experts that group-limited routing can choose from"
                 )
-            uses_groups = n_group > 1 and config.get("topk_method") != "greedy"
+            uses_groups = n_group > 1 and text.get("topk_method") != "greedy"
             if uses_groups and spec.expert_order != "append":
                 rules.exact = False
                 rules.reasons.append(

@@ -87,7 +87,6 @@ def verify(
             f"but {have / 2**30:.1f} GiB is available; run it on a machine with more memory"
         )
     import torch
-    from transformers import AutoModelForCausalLM
 
     from moegrow.modeling.variants import register
 
@@ -97,7 +96,7 @@ def verify(
     expected_exact = card.get("exact") if card else None
     torch.manual_seed(seed)
     with torch.no_grad():
-        model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+        model = _auto_class(src).from_pretrained(src, dtype=torch.float32)
         model.eval()
         vocab = model.config.get_text_config().vocab_size
         ids = torch.randint(
@@ -105,7 +104,7 @@ def verify(
         )
         ref = model(ids).logits.float()
         del model
-        model = AutoModelForCausalLM.from_pretrained(grown, dtype=torch.float32)
+        model = _auto_class(grown).from_pretrained(grown, dtype=torch.float32)
         model.eval()
         out = model(ids).logits.float()
         del model
@@ -114,3 +113,16 @@ def verify(
     kl = (logp.exp() * (logp - logq)).sum(-1).mean().item()
     scale = max(1.0, ref.abs().max().item())
     return VerifyResult(diff, kl, expected_exact, tolerance * scale)
+
+
+def _auto_class(folder: Path):
+    """transformers' auto class that builds the checkpoint with its language-model head: the
+    causal LM, or for a multimodal wrapper without one (Qwen3-VL-MoE, GLM-4.5V) the
+    image-text-to-text model, run here on text alone."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    config = AutoConfig.from_pretrained(folder)
+    for auto in (AutoModelForCausalLM, AutoModelForImageTextToText):
+        if type(config) in auto._model_mapping:
+            return auto
+    return AutoModelForCausalLM  # whose error lists the model types it knows

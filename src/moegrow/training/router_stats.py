@@ -144,7 +144,7 @@ def router_kind(config: dict) -> RouterKind | None:
     family = family_for(config)
     if family.experts is None or family.router is None:
         return None
-    scoring = family.router.scoring_for(config)
+    scoring = family.router.scoring_for(family.text_of(config))
     num_experts, top_k = family.expert_counts(config)
     return RouterKind("sigmoid" if scoring == "sigmoid" else "softmax", top_k, num_experts)
 

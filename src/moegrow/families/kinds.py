@@ -1,0 +1,164 @@
+"""Every main layer's kind, read from config.json the way transformers derives it.
+
+A kind is a tuple of what a config says about one layer: its entry in every per-layer list
+(``layer_types``, ``mlp_layer_types``, ``layers_block_type``, ``no_rope_layers``), whether a
+layer-index list names it (``mlp_only_layers``, ``moe_layers``), and what a period, a pattern or
+an index threshold implies for it (Jamba's periods, ``hybrid_override_pattern``,
+``decoder_sparse_step``, ``first_k_dense_replace``, ``num_dense_layers``, ...). Layers of one
+kind are built alike by transformers, so they carry the same tensors; depth growth must give
+output layer j the kind of its source layer (checked by
+:func:`moegrow.growth.hybrid_rules.check_depth_kinds`).
+"""
+
+from __future__ import annotations
+
+from moegrow.errors import GrowthError
+from moegrow.families.base import Family
+
+Kind = tuple[tuple[str, object], ...]
+"""``(field, value)`` pairs, sorted by field."""
+
+#: Defaults of the transformers config classes, used when config.json leaves a period out.
+FULL_ATTENTION_INTERVAL_DEFAULT = 4
+LAYER_GROUP_SIZE_DEFAULT = 6
+JAMBA_PERIODS = (
+    ("attn_layer_period", "attn_layer_offset"),
+    ("expert_layer_period", "expert_layer_offset"),
+)
+#: Mixer kinds without softmax attention over the sequence (recurrent, convolutional, or none).
+NO_ATTENTION = frozenset({"linear_attention", "mamba", "conv", "moe", "mlp"})
+#: Nemotron-H's pattern characters, as its config class reads them.
+PATTERN = {"M": "linear_attention", "E": "moe", "*": "full_attention", "-": "mlp"}
+
+
+def layer_kinds(config: dict, family: Family, n: int) -> list[Kind]:
+    """The kind of each of the ``n`` main layers described by ``config`` (the whole config.json;
+    a wrapper's ``text_config`` is read). A kind that one config gives as an explicit list and
+    another derives from a period comes out the same."""
+    cfg = family.text_of(config)
+    rules = family.index_rules
+    cols: dict[str, list[object]] = {}
+
+    for key in family.per_layer_lists:
+        values = cfg.get(key)
+        if isinstance(values, list) and len(values) >= n:
+            cols[key] = values[:n]
+    pattern = cfg.get("hybrid_override_pattern")
+    if "hybrid_override_pattern" in rules and isinstance(pattern, str) and not cols:
+        cols["layers_block_type"] = [PATTERN.get(c, c) for c in pattern[:n]]
+    if "layer_types" not in cols:
+        derived = derived_layer_types(cfg, rules, n, family.layer_types_cycle)
+        if derived is not None:
+            cols["layer_types"] = list(derived)
+    if "mlp_layer_types" in rules and "mlp_layer_types" not in cols:
+        cols["mlp_layer_types"] = list(derived_mlp_layer_types(cfg, n))
+    if "jamba_periods" in rules:
+        for period_key, offset_key in JAMBA_PERIODS:
+            p, o = cfg.get(period_key), cfg.get(offset_key)
+            if isinstance(p, int) and p > 0 and isinstance(o, int):
+                cols[period_key] = [i % p == o for i in range(n)]
+    for key in family.layer_index_lists:
+        chosen = cfg.get(key)
+        if isinstance(chosen, list):
+            cols[key] = [i in chosen for i in range(n)]
+    step = cfg.get("decoder_sparse_step")
+    if "decoder_sparse_step" in rules and isinstance(step, int) and step > 0:
+        dense = set(cfg.get("mlp_only_layers") or [])
+        cols["mlp_only_layers"] = [i in dense or (i + 1) % step != 0 for i in range(n)]
+    if "interleave_moe_layer_step" in rules and cfg.get("moe_layers") is None:
+        step = cfg.get("interleave_moe_layer_step")
+        step = step if isinstance(step, int) and step > 0 else 1
+        cols["moe_layers"] = [(i + 1) % step == 0 for i in range(n)]
+    prefixes = ["num_dense_layers"]
+    if "mlp_layer_types" not in rules:  # else only the default of mlp_layer_types
+        prefixes.append("first_k_dense_replace")
+    if cfg.get("use_sliding_window") and cfg.get("sliding_window") is not None:
+        prefixes.append("max_window_layers")
+    for key in prefixes:
+        k = cfg.get(key)
+        if key in rules and isinstance(k, int):
+            cols[key] = [i < k for i in range(n)]
+    names = sorted(cols)
+    return [tuple((name, cols[name][i]) for name in names) for i in range(n)]
+
+
+def attention_layers(config: dict, family: Family, n: int) -> int:
+    """How many of the ``n`` main layers attend over the sequence with softmax attention: those
+    whose mixer kind is not recurrent, convolutional or absent (:data:`NO_ATTENTION`); all of
+    them where the config names no mixer kinds or cannot be read."""
+    try:
+        kinds = layer_kinds(config, family, n)
+    except GrowthError:
+        return n
+    count = 0
+    for kind in kinds:
+        fields = dict(kind)
+        if "attn_layer_period" in fields:  # Jamba: True marks an attention layer
+            count += bool(fields["attn_layer_period"])
+        elif "layers_block_type" in fields or "layer_types" in fields:
+            mixer = fields.get("layers_block_type", fields.get("layer_types"))
+            count += mixer not in NO_ATTENTION
+        else:
+            count += 1
+    return count
+
+
+def derived_layer_types(
+    cfg: dict, rules: tuple[str, ...], n: int, cycle: tuple[str, ...] = ()
+) -> list[str] | None:
+    """``layer_types`` as the config class derives it when config.json leaves it out (None where
+    no rule of the family derives it); ``cycle`` is ``Family.layer_types_cycle``."""
+    if cycle:
+        return [cycle[i % len(cycle)] for i in range(n)]
+    if "full_attention_interval" in rules:
+        interval = cfg.get("full_attention_interval", FULL_ATTENTION_INTERVAL_DEFAULT)
+        check_period("full_attention_interval", interval)
+        return ["linear_attention" if (i + 1) % interval else "full_attention" for i in range(n)]
+    if "layer_group_size" in rules:
+        size = cfg.get("layer_group_size", LAYER_GROUP_SIZE_DEFAULT)
+        check_period("layer_group_size", size)
+        return ["full_attention" if (i + 1) % size == 0 else "linear_attention" for i in range(n)]
+    if "linear_attn_config" in rules:
+        return kimi_layer_types(cfg.get("linear_attn_config") or {}, n)
+    return None
+
+
+def derived_mlp_layer_types(cfg: dict, n: int) -> list[str]:
+    """``mlp_layer_types`` from ``first_k_dense_replace`` (Kimi Linear, Bailing hybrid)."""
+    k = cfg.get("first_k_dense_replace")
+    if not isinstance(k, int):
+        raise GrowthError(
+            "config.json: neither mlp_layer_types nor first_k_dense_replace says which layers "
+            "are dense; add the one the checkpoint was trained with"
+        )
+    return ["dense" if i < k else "sparse" for i in range(n)]
+
+
+def check_period(key: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise GrowthError(f"config.json: {key} must be a positive integer, got {value!r}")
+
+
+def kimi_layer_types(lac: dict, n: int) -> list[str]:
+    """Kimi Linear's layer kinds: 1-based ``full_attn_layers`` / ``kda_layers`` of
+    ``linear_attn_config``, else full attention at every 4th layer from layer 4 (0-based)."""
+    full, kda = lac.get("full_attn_layers"), lac.get("kda_layers")
+    if isinstance(full, list) and isinstance(kda, list):
+        bad = [i for i in full + kda if not (isinstance(i, int) and 1 <= i <= n)]
+        if bad:
+            raise GrowthError(
+                f"config.json: linear_attn_config names layer {bad[0]!r}, but its layers are "
+                f"numbered 1..{n}"
+            )
+        kinds: list[str | None] = [None] * n
+        for i in full:
+            kinds[i - 1] = "full_attention"
+        for i in kda:
+            kinds[i - 1] = "linear_attention"
+        if None in kinds:
+            raise GrowthError(
+                f"config.json: linear_attn_config names no kind for layer {kinds.index(None) + 1} "
+                "(1-based) in full_attn_layers or kda_layers"
+            )
+        return kinds  # type: ignore[return-value]
+    return ["full_attention" if i and i % 4 == 0 else "linear_attention" for i in range(n)]

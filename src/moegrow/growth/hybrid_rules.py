@@ -1,0 +1,135 @@
+"""Config rules of hybrid stacks: per-layer kinds (attention / linear attention / Mamba / short
+convolution, dense / MoE) that a config describes by a period, a pattern string or a nested list.
+
+Depth growth must give every output layer the kind of the source layer it copies. A kind that a
+config derives from the layer index is first made explicit where the config class accepts an
+explicit list, and every description is then remapped through the layer map; a period that
+cannot express the new layer map (Jamba) is refused, never left to mean something else.
+
+Each rule is named in a family's ``index_rules``:
+
+- ``full_attention_interval`` (Qwen3-Next, Qwen3.5-MoE): layer i is full attention iff
+  ``(i + 1) % interval == 0`` unless ``layer_types`` is given: made an explicit ``layer_types``;
+- ``layer_group_size`` (Bailing hybrid): the same with the group size;
+- ``linear_attn_config`` (Kimi Linear): 1-based ``full_attn_layers`` / ``kda_layers`` lists
+  nested in ``linear_attn_config``, remapped; ``layer_types`` made explicit when absent;
+- ``mlp_layer_types`` (Kimi Linear, Bailing hybrid): dense-vs-MoE per layer, derived from
+  ``first_k_dense_replace`` when absent: made explicit;
+- ``hybrid_override_pattern`` (Nemotron-H): one character per layer (``M`` Mamba, ``E`` MoE,
+  ``*`` attention, ``-`` MLP), remapped;
+- ``jamba_periods``: ``attn_layer_period/offset`` and ``expert_layer_period/offset`` (layer i is
+  attention iff ``i % period == offset``); Jamba's config derives its per-layer lists from them
+  and accepts no explicit list, so a new period and offset are solved for, or the growth refused.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from moegrow.errors import GrowthError
+from moegrow.families.kinds import (
+    JAMBA_PERIODS,
+    check_period,
+    derived_layer_types,
+    derived_mlp_layer_types,
+    layer_kinds,
+)
+
+if TYPE_CHECKING:
+    from moegrow.families.base import Family
+    from moegrow.growth.config_edit import ConfigEditor
+
+
+def explicit_kinds(ed: ConfigEditor, family: Family, n: int) -> None:
+    """Write per-layer kinds that the config derives from the layer index as explicit lists."""
+    cfg = ed.cfg
+    rules = family.index_rules
+    if cfg.get("layer_types") is None:
+        derived = derived_layer_types(cfg, rules, n, family.layer_types_cycle)
+        if derived is not None:
+            ed.set("layer_types", derived)
+    if "full_attention_interval" in rules:
+        ed.remove("full_attention_interval")  # layer_types says it now, and takes precedence
+    if "mlp_layer_types" in rules and cfg.get("mlp_layer_types") is None:
+        ed.set("mlp_layer_types", derived_mlp_layer_types(cfg, n))
+
+
+def remap_kinds(ed: ConfigEditor, rules: tuple[str, ...], layer_map: list[int], n: int) -> None:
+    """Remap the kind descriptions that are not plain per-layer lists."""
+    cfg = ed.cfg
+    if "hybrid_override_pattern" in rules and cfg.get("hybrid_override_pattern") is not None:
+        pattern = cfg["hybrid_override_pattern"]
+        if not isinstance(pattern, str) or len(pattern) != n:
+            raise GrowthError(
+                f"config.json: hybrid_override_pattern must have one character per layer ({n}), "
+                f"got {pattern!r}"
+            )
+        ed.set("hybrid_override_pattern", "".join(pattern[s] for s in layer_map))
+    if "linear_attn_config" in rules and isinstance(cfg.get("linear_attn_config"), dict):
+        lac = dict(cfg["linear_attn_config"])
+        for key in ("full_attn_layers", "kda_layers"):
+            if isinstance(lac.get(key), list):
+                chosen = set(lac[key])  # 1-based layer numbers
+                lac[key] = [j + 1 for j, s in enumerate(layer_map) if s + 1 in chosen]
+        ed.set("linear_attn_config", lac)
+    if "mlp_layer_types" in rules and isinstance(cfg.get("first_k_dense_replace"), int):
+        # only a default for mlp_layer_types, which is now explicit: keep it a true count
+        k = cfg["first_k_dense_replace"]
+        ed.set("first_k_dense_replace", sum(s < k for s in layer_map))
+    if "jamba_periods" in rules:
+        for period_key, offset_key in JAMBA_PERIODS:
+            _remap_period(ed, period_key, offset_key, layer_map, n)
+
+
+def solve_period(kinds: list[bool]) -> tuple[int, int] | None:
+    """The smallest ``(period, offset)`` with ``kinds[j] == (j % period == offset)`` for every
+    layer j, or None when no period expresses ``kinds``."""
+    n = len(kinds)
+    for period in range(1, n + 2):
+        for offset in range(period):
+            if all(k == (j % period == offset) for j, k in enumerate(kinds)):
+                return period, offset
+    return None
+
+
+def _remap_period(
+    ed: ConfigEditor, period_key: str, offset_key: str, layer_map: list[int], n: int
+) -> None:
+    cfg = ed.cfg
+    period, offset = cfg.get(period_key), cfg.get(offset_key)
+    for key, value in ((period_key, period), (offset_key, offset)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise GrowthError(
+                f"config.json: {key} must be a non-negative integer, got {value!r}; add the value "
+                "the checkpoint was trained with"
+            )
+    check_period(period_key, period)
+    source = [i % period == offset for i in range(n)]
+    wanted = [source[s] for s in layer_map]
+    solved = solve_period(wanted)
+    if solved is None:
+        marked = [j for j, k in enumerate(wanted) if k]
+        raise GrowthError(
+            f"config.json: {period_key}={period}, {offset_key}={offset} cannot express the grown "
+            f"layer map (layers {marked[:6]} would need to be marked) and the config accepts no "
+            "explicit list; use --depth-method stack with a layer count that is a multiple of "
+            f"{period_key}, or a --layer-map that keeps a period"
+        )
+    ed.set(period_key, solved[0])
+    ed.set(offset_key, solved[1])
+
+
+def check_depth_kinds(
+    source: dict, grown: dict, family: Family, layer_map: list[int], n: int
+) -> None:
+    """Refuse a config edit after which some output layer's kind differs from its source
+    layer's (a description that silently means something else)."""
+    before = layer_kinds(source, family, n)
+    after = layer_kinds(grown, family, len(layer_map))
+    for j, s in enumerate(layer_map):
+        if after[j] != before[s]:
+            raise GrowthError(
+                f"config.json: after depth growth layer {j} would be built as {after[j]}, but "
+                f"it copies source layer {s}, built as {before[s]}; this layer map cannot be "
+                "described by the config's layer fields"
+            )

@@ -1,0 +1,92 @@
+"""Layer kinds read from config.json: layers of one kind carry the same tensors, and a depth
+growth that would change a layer's kind is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tiny_models import FAMILIES
+
+from moegrow.errors import GrowthError
+from moegrow.families import family_for
+from moegrow.families.kinds import layer_kinds
+from moegrow.growth.config_edit import num_layers
+from moegrow.growth.hybrid_rules import check_depth_kinds
+from moegrow.io.checkpoint import Checkpoint
+
+
+def _tensor_sets(ckpt: Checkpoint, family) -> dict[int, frozenset[str]]:
+    """Each layer's tensor names, with expert indices replaced by ``{e}``."""
+    sets: dict[int, set[str]] = {}
+    for name in ckpt.tensors:
+        m = family.layer_regex.match(name)
+        if m:
+            rest = m.group("rest")
+            role, e = family.classify(rest)
+            if role == "expert":
+                rest = family.expert_name(rest, e, 0)
+            sets.setdefault(int(m.group("i")), set()).add(rest)
+    return {i: frozenset(s) for i, s in sets.items()}
+
+
+@pytest.mark.parametrize("family_name", list(FAMILIES))
+def test_layers_of_one_kind_carry_the_same_tensors(tiny, family_name):
+    """Kinds are at least as fine as transformers' own layer structure: two layers given one kind
+    have the same tensor names (so a gap in one of them can be named)."""
+    with Checkpoint(tiny(family_name)) as ckpt:
+        family = family_for(ckpt.config)
+        n = num_layers(ckpt.config, family)
+        kinds = layer_kinds(ckpt.config, family, n)
+        sets = _tensor_sets(ckpt, family)
+    by_kind: dict[tuple, set[frozenset[str]]] = {}
+    for i in range(n):
+        by_kind.setdefault(kinds[i], set()).add(sets[i])
+    assert all(len(s) == 1 for s in by_kind.values()), by_kind
+    if len(set(sets.values())) > 1:  # a mixed stack: the kinds tell its layers apart
+        assert len(by_kind) > 1
+
+
+def test_a_kind_changed_by_the_edit_is_refused(tiny):
+    with Checkpoint(tiny("granitemoehybrid")) as ckpt:
+        src = ckpt.config
+    family = family_for(src)
+    grown = json.loads(json.dumps(src))
+    grown["layer_types"] = [src["layer_types"][i % 4] for i in range(8)]  # a stacked list
+    with pytest.raises(GrowthError, match="layer 1 would be built as"):
+        check_depth_kinds(src, grown, family, [0, 0, 1, 1, 2, 2, 3, 3], 4)
+    check_depth_kinds(src, grown, family, [0, 1, 2, 3, 0, 1, 2, 3], 4)
+
+
+@pytest.mark.parametrize(
+    "family_name,expected",
+    [("jamba", 2), ("nemotron_h", 1), ("minimax", 2), ("lfm2_moe", 2), ("kimi_linear", 2)],
+)
+def test_flops_count_attention_only_where_layers_attend(tiny, family_name, expected):
+    """The sequence-length term of FLOPs/token counts softmax-attention layers only; the counts
+    agree with the layers that transformers builds with an attention module."""
+    from transformers import AutoModelForCausalLM
+
+    from moegrow.flops import param_stats
+
+    path = tiny(family_name)
+    with Checkpoint(path) as ckpt:
+        family = family_for(ckpt.config)
+        tensors = [(i.name, i.dtype, i.shape) for i in ckpt.tensors.values()]
+        stats = param_stats(tensors, family, ckpt.config)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    mixers = [
+        type(getattr(layer, "self_attn", None) or getattr(layer, "mixer", None)).__name__
+        for layer in model.model.layers
+    ]
+    # softmax attention modules; recurrent ones are named *DeltaAttention, *LightningAttention
+    built = sum(
+        m.endswith("Attention") and not m.endswith(("DeltaAttention", "LightningAttention"))
+        for m in mixers
+    )
+    assert stats.attention_layers == expected == built
+    assert stats.num_layers == 4
+    width_term = 6.0 * 4096 * stats.attention_width
+    without = stats.flops_per_token(4096) - expected * width_term
+    assert stats.flops_per_token(8192) - stats.flops_per_token(4096) == expected * width_term
+    assert without > 0
