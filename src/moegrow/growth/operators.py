@@ -146,6 +146,10 @@ class PartJobs:
 
     def _from_source(self, t: OutTensor, index: int, part: Part) -> Iterator[Job]:
         info = self.ckpt.tensors[part.source]  # type: ignore[index]
+        index = index if part.key is None else part.key
+        if part.cols is not None:
+            yield from self._columns(t, index, part, info)
+            return
         offset, nbytes = self._byte_range(part)
         if part.op == "copy" and part.scale == 1.0:
             yield Copy(self.ckpt.fd(info), info.offset + offset, nbytes)
@@ -170,6 +174,37 @@ class PartJobs:
                 to_torch(out, info.dtype).copy_(x)
 
             yield Compute(fn, n)
+
+    def _columns(self, t: OutTensor, index: int, part: Part, info) -> Iterator[Job]:
+        """Columns ``c0:c1`` of the rows of a 2-D source, in chunks of whole source rows (read
+        whole, sliced in memory); noise, when asked for, has the std of the whole source."""
+        assert part.cols is not None and len(info.shape) == 2, (t.name, info.shape)
+        c0, c1 = part.cols
+        r0 = 0 if part.start is None else part.start
+        r1 = info.shape[0] if part.stop is None else part.stop
+        row_bytes = info.shape[1] * info.itemsize
+        rows_per_chunk = max(1, CHUNK_ELEMENTS // info.shape[1])
+        for chunk, r in enumerate(range(r0, r1, rows_per_chunk)):
+            n = min(rows_per_chunk, r1 - r)
+
+            def fn(out: memoryview, r=r, n=n, chunk=chunk) -> None:
+                std = self.noise * self.std(info.name, 0, info.nbytes) if part.op == "noise" else 0
+                raw = self._buffers()[0]
+                if raw.nbytes < n * row_bytes:  # a single row wider than a chunk
+                    raw = memoryview(bytearray(n * row_bytes))
+                raw = raw[: n * row_bytes]
+                self.ckpt.read_into(info.name, r * row_bytes, raw)
+                x = to_torch(raw, info.dtype, (n, info.shape[1]))[:, c0:c1]
+                x = x.to(_work_dtype(x)) if part.op == "noise" or part.scale != 1.0 else x
+                if part.op == "noise":
+                    seed = noise_seed(self.seed, self.seed_name(t.name), index, chunk)
+                    noise = torch.empty_like(x).normal_(0.0, std, generator=_gen(seed))
+                    x = x + noise
+                if part.scale != 1.0:
+                    x = x * part.scale
+                to_torch(out, info.dtype, (n, c1 - c0)).copy_(x)
+
+            yield Compute(fn, n * (c1 - c0) * info.itemsize)
 
     def _noised(self, x: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
         """``x`` plus N(0, std^2) noise drawn from ``gen``, in the work precision (float32, or
@@ -226,6 +261,7 @@ class PartJobs:
         return max(total_sq / max(count, 1) - mean * mean, 0.0) ** 0.5
 
     def _random(self, t: OutTensor, index: int, part: Part, nbytes: int) -> Iterator[Job]:
+        index = index if part.key is None else part.key
         if part.std == 0:
             yield Zeros(nbytes)
             return
@@ -240,6 +276,10 @@ class PartJobs:
                 dest.copy_(values.normal_(0.0, part.std, generator=gen))
 
             yield Compute(fn, min(step, nbytes - pos))
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
 def _work_dtype(x: torch.Tensor) -> torch.dtype:

@@ -20,6 +20,7 @@ from moegrow.growth.config_edit import (
 from moegrow.growth.layer_map import build_layer_map, copy_flags, preserves_order
 from moegrow.growth.routing import WidthRules, width_rules
 from moegrow.growth.spec import GrowthSpec
+from moegrow.growth.upcycle_spec import UpcycleSpec
 from moegrow.io.checkpoint import Checkpoint
 from moegrow.io.safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, TensorInfo, numel
 
@@ -45,6 +46,12 @@ class Part:
     """std of a ``random`` part (0 gives zeros)."""
     rows: int = 0
     """Output rows of a ``zero`` or ``random`` part, which read no source bytes."""
+    cols: tuple[int, int] | None = None
+    """Columns ``c0:c1`` of a 2-D source (the rows' last axis): a slice of a down-projection's
+    inputs (fine-grained upcycling). Such a part is computed in chunks of whole rows."""
+    key: int | None = None
+    """Seeds the noise / random rows of this part instead of its index in the tensor: parts
+    with the same key draw the same values (router rows shared by a group of experts)."""
 
 
 @dataclass
@@ -64,7 +71,7 @@ class OutTensor:
 class Plan:
     source: str
     family: Family
-    spec: GrowthSpec
+    spec: GrowthSpec | UpcycleSpec
     source_config: dict
     config: dict
     config_edits: list[str]
