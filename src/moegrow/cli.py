@@ -135,6 +135,49 @@ def cmd_grow(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upcycle(a: argparse.Namespace) -> int:
+    from moegrow.growth.report import human, render_plan
+    from moegrow.growth.upcycle_run import plan_upcycle, upcycle
+    from moegrow.growth.upcycle_spec import UpcycleSpec, parse_layers
+
+    spec = UpcycleSpec(
+        experts=a.experts,
+        top_k=a.top_k,
+        granularity=a.granularity,
+        router=a.router,
+        noise=a.noise,
+        shared_expert=a.shared_expert,
+        layers=parse_layers(a.layers) if a.layers else None,
+        target=a.target,
+        seed=a.seed,
+        base_tokens=_int_or_none(a.base_tokens),
+    )
+    if a.plan:
+        summary = plan_upcycle(a.src, spec, seq_len=a.seq_len)
+        print(json.dumps(summary, indent=2) if a.json else render_plan(summary))
+        return 0
+    if a.out is None:
+        raise MoegrowError("upcycle: give an output folder OUT (or --plan to only print the plan)")
+    result = upcycle(
+        a.src,
+        a.out,
+        spec,
+        max_shard_size=a.max_shard_size,
+        overwrite=a.overwrite,
+        progress=not a.quiet,
+    )
+    plan = result.plan
+    rate = result.bytes_written / max(result.seconds, 1e-9)
+    print(
+        f"upcycled {a.src} -> {result.out} ({plan.config['model_type']}): {spec.experts} "
+        f"experts, top-{spec.top_k}, {len(plan.tensors)} tensors, "
+        f"{human(result.bytes_written, 'B')} in {result.num_shards} shard(s), "
+        f"{result.seconds:.1f} s ({human(rate, 'B')}/s); exact: "
+        + ("yes" if plan.exact else "no (" + "; ".join(plan.not_exact) + ")")
+    )
+    return 0
+
+
 def cmd_verify(a: argparse.Namespace) -> int:
     from moegrow.growth.verify import verify
 
@@ -391,6 +434,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_grow)
+
+    p = sub.add_parser(
+        "upcycle",
+        help="turn a dense checkpoint into an MoE (experts = copies or slices of its MLP)",
+    )
+    p.add_argument("src", help="dense source checkpoint folder")
+    p.add_argument("out", nargs="?", help="output folder (not needed with --plan)")
+    p.add_argument("--experts", type=int, required=True, metavar="E", help="routed experts")
+    p.add_argument("--top-k", type=int, required=True, metavar="K", help="experts per token")
+    p.add_argument(
+        "--granularity",
+        type=int,
+        default=1,
+        metavar="G",
+        help="cut the dense FFN into G slices: E = copies x G experts of width I/G (default 1)",
+    )
+    p.add_argument(
+        "--init", choices=("copy",), default="copy", help="experts copy the dense MLP (default)"
+    )
+    p.add_argument(
+        "--router",
+        choices=("random", "zero"),
+        default="random",
+        help="router rows N(0, initializer_range^2), one per copy (default), or zero",
+    )
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        metavar="ALPHA",
+        help="relative noise on copies after the first (default 0: exact)",
+    )
+    p.add_argument(
+        "--shared-expert",
+        action="store_true",
+        help="keep the dense MLP as a shared expert (Qwen2-MoE, GraniteMoE-shared)",
+    )
+    p.add_argument("--layers", metavar="I,J|I-J", help="upcycle only these layers (Qwen targets)")
+    p.add_argument("--target", metavar="MODEL_TYPE", help="MoE model_type (default: the twin)")
+    p.add_argument(
+        "--base-tokens", help="tokens the dense model was trained on (sunk cost, if no ledger)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plan", action="store_true", help="print the plan; write nothing")
+    p.add_argument("--seq-len", type=int, default=4096, help="attention FLOPs term (--plan)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON (--plan)")
+    p.add_argument("--max-shard-size", default="5GB", help="largest output shard (default 5GB)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_upcycle)
 
     p = sub.add_parser("verify", help="compare a grown checkpoint's logits with its source's")
     p.add_argument("src")

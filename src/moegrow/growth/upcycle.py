@@ -131,7 +131,7 @@ def _check_source(ckpt, pair: Pair, spec, globals_, layers, n: int) -> None:
             )
         for name in DENSE_MLP.values():
             info = rests[name]
-            computed = spec.noise or spec.drop or spec.granularity > 1 or spec.shared_expert
+            computed = spec.noise or spec.granularity > 1 or spec.shared_expert
             if computed and info.dtype not in FLOAT_DTYPES:
                 raise GrowthError(
                     f"tensor {info.name!r} is {info.dtype} (quantised): slicing, scaling or "
@@ -217,10 +217,6 @@ def _exactness(spec: UpcycleSpec, tgt: MoeTarget) -> tuple[list[str], list[str]]
         )
     if spec.noise > 0:
         reasons.append(f"--noise {spec.noise}: copies differ from the dense MLP by design")
-    if spec.drop > 0:
-        reasons.append(
-            f"--drop {spec.drop}: re-initialised neurons change every expert (Drop-Upcycling)"
-        )
     if spec.router == "zero" and g > 1 and spec.copies > 1 and not spec.top_k % g:
         notes.append(
             "--router zero with granularity > 1: all experts tie, and the upcycling is exact "
