@@ -264,3 +264,35 @@ def test_unsupported_pairs_are_refused(tiny, tmp_path, run_cli):
     code, _, err = run_cli("upcycle", folder, tmp_path / "o", *args)
     assert code == 2 and "normalises each sublayer's output" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("granularity", [1, 2])
+def test_drop_upcycling_reinitialises_different_neurons_per_expert(dense, tmp_path, granularity):
+    from tiny_models import read_tensors
+
+    src = dense("qwen3")
+    g = granularity
+    spec = UpcycleSpec(experts=4 * g, top_k=2 * g, granularity=g, drop=0.25, seed=1)
+    result = upcycle(src, tmp_path / "moe", spec, progress=False)
+    assert not result.plan.exact and "--drop 0.25" in result.plan.not_exact[0]
+    diff, tol = _deviation(src, tmp_path / "moe")
+    assert diff > tol
+    before, after = read_tensors(src), read_tensors(tmp_path / "moe")
+    p = "model.layers.0.mlp."
+    width = 56 // g
+    dropped_sets = []
+    for e in range(4 * g):
+        sl = slice((e % g) * width, (e % g + 1) * width)
+        gate = after[f"{p}experts.{e}.gate_proj.weight"]
+        up = after[f"{p}experts.{e}.up_proj.weight"]
+        down = after[f"{p}experts.{e}.down_proj.weight"] / g
+        rows = (gate != before[p + "gate_proj.weight"][sl]).any(1)
+        assert torch.equal(rows, (up != before[p + "up_proj.weight"][sl]).any(1))
+        cols = (down != before[p + "down_proj.weight"][:, sl]).any(0)
+        assert torch.equal(rows, cols)  # the same neurons in gate, up and down
+        assert rows.sum().item() == round(0.25 * width)
+        dropped_sets.append(tuple(rows.nonzero().flatten().tolist()))
+        fresh = gate[rows]
+        ref_std = before[p + "gate_proj.weight"].std().item()
+        assert 0.5 * ref_std < fresh.std().item() < 2 * ref_std
+    assert len(set(dropped_sets)) > 1  # different neurons per expert

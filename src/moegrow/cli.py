@@ -146,6 +146,7 @@ def cmd_upcycle(a: argparse.Namespace) -> int:
         granularity=a.granularity,
         router=a.router,
         noise=a.noise,
+        drop=a.drop,
         shared_expert=a.shared_expert,
         layers=parse_layers(a.layers) if a.layers else None,
         target=a.target,
@@ -465,6 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="ALPHA",
         help="relative noise on copies after the first (default 0: exact)",
+    )
+    p.add_argument(
+        "--drop",
+        type=float,
+        default=0.0,
+        metavar="RATIO",
+        help="Drop-Upcycling: re-initialise this fraction of each expert's neurons (not exact)",
     )
     p.add_argument(
         "--shared-expert",

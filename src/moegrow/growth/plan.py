@@ -49,6 +49,12 @@ class Part:
     cols: tuple[int, int] | None = None
     """Columns ``c0:c1`` of a 2-D source (the rows' last axis): a slice of a down-projection's
     inputs (fine-grained upcycling). Such a part is computed in chunks of whole rows."""
+    drop: float = 0.0
+    """Drop-Upcycling: re-draw this fraction of the part's neurons (rows when ``drop_axis`` is
+    0, else columns) from N(mean, std^2) of the source tensor; needs ``cols`` (computed path)."""
+    drop_axis: int = 0
+    drop_key: str = ""
+    """Seeds which neurons are dropped: equal keys drop the same neurons."""
     key: int | None = None
     """Seeds the noise / random rows of this part instead of its index in the tensor: parts
     with the same key draw the same values (router rows shared by a group of experts)."""

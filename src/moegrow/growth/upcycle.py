@@ -131,7 +131,7 @@ def _check_source(ckpt, pair: Pair, spec, globals_, layers, n: int) -> None:
             )
         for name in DENSE_MLP.values():
             info = rests[name]
-            computed = spec.noise or spec.granularity > 1 or spec.shared_expert
+            computed = spec.noise or spec.drop or spec.granularity > 1 or spec.shared_expert
             if computed and info.dtype not in FLOAT_DTYPES:
                 raise GrowthError(
                     f"tensor {info.name!r} is {info.dtype} (quantised): slicing, scaling or "
@@ -217,6 +217,11 @@ def _exactness(spec: UpcycleSpec, tgt: MoeTarget) -> tuple[list[str], list[str]]
         )
     if spec.noise > 0:
         reasons.append(f"--noise {spec.noise}: copies differ from the dense MLP by design")
+    if spec.drop > 0:
+        reasons.append(
+            f"--drop {spec.drop}: {spec.drop:.0%} of every expert's neurons are re-initialised "
+            "(Drop-Upcycling), different ones per expert"
+        )
     if spec.router == "zero" and g > 1 and spec.copies > 1 and not spec.top_k % g:
         notes.append(
             "--router zero with granularity > 1: all experts tie, and the upcycling is exact "
@@ -257,9 +262,14 @@ class _ExpertBuilder:
         self.down_scale = float(self.g) * share
         """Routed experts' down-projection factor: G slices, each weighted 1/G of the copy."""
 
-    def _slice(self, info: TensorInfo, c: int, g: int, *, down: bool) -> Part:
+    def _slice(self, info: TensorInfo, c: int, g: int, *, down: bool, key: str = "") -> Part:
         op = "noise" if c > 0 and self.spec.noise > 0 else "copy"
         lo, hi = g * self.width, (g + 1) * self.width
+        if self.spec.drop:  # every part computed, rows (gate, up) or columns (down) dropped
+            drop = dict(drop=self.spec.drop, drop_key=key, sigma="source", op=op)
+            if down:
+                return Part(info.name, cols=(lo, hi), scale=self.down_scale, drop_axis=1, **drop)
+            return Part(info.name, lo, hi, cols=(0, info.shape[1]), **drop)
         if down:
             cols = (lo, hi) if self.g > 1 else None
             return Part(info.name, op=op, scale=self.down_scale, sigma="source", cols=cols)
@@ -276,18 +286,25 @@ class _ExpertBuilder:
         out: list[OutTensor] = []
         if tgt.fused_gate_up and tgt.fused_down:
             parts = []
-            for c, g in experts:
-                parts += [self._slice(gate, c, g, down=False), self._slice(up, c, g, down=False)]
+            for e, (c, g) in enumerate(experts):
+                key = f"{prefix}{e}"
+                parts += [
+                    self._slice(gate, c, g, down=False, key=key),
+                    self._slice(up, c, g, down=False, key=key),
+                ]
             shape = (spec.experts, 2 * self.width, hidden)
             out.append(OutTensor(prefix + tgt.fused_gate_up, dtype, shape, parts, "fused"))
-            parts = [self._slice(down, c, g, down=True) for c, g in experts]
+            parts = [
+                self._slice(down, c, g, down=True, key=f"{prefix}{e}")
+                for e, (c, g) in enumerate(experts)
+            ]
             shape = (spec.experts, hidden, self.width)
             out.append(OutTensor(prefix + tgt.fused_down, dtype, shape, parts, "fused"))
         else:
             for e, (c, g) in enumerate(experts):
                 for kind, info in (("gate", gate), ("up", up), ("down", down)):
                     name = prefix + tgt.expert[kind].format(e=e)
-                    part = self._slice(info, c, g, down=kind == "down")
+                    part = self._slice(info, c, g, down=kind == "down", key=f"{prefix}{e}")
                     shape = (hidden, self.width) if kind == "down" else (self.width, hidden)
                     out.append(OutTensor(name, info.dtype, shape, [part], "expert"))
         out.append(self._router(prefix, dtype, hidden))

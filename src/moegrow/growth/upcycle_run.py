@@ -91,6 +91,8 @@ def describe(spec: UpcycleSpec) -> str:
     bits.append(f"router {spec.router}")
     if spec.noise:
         bits.append(f"noise {spec.noise}")
+    if spec.drop:
+        bits.append(f"drop {spec.drop}")
     if spec.shared_expert:
         bits.append("shared expert")
     if spec.layers is not None:

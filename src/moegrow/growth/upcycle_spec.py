@@ -25,6 +25,9 @@ class UpcycleSpec:
     of the dense MLP, shared by that copy's G slices; ``zero``: zero rows."""
     noise: float = 0.0
     """Relative noise on the copies after the first: std = noise x the dense matrix's std."""
+    drop: float = 0.0
+    """Drop-Upcycling: fraction of each expert's intermediate neurons re-initialised from
+    N(mean, std^2) of the dense matrix (different neurons per expert)."""
     shared_expert: bool = False
     """Keep the dense MLP as the shared expert (targets with one)."""
     layers: tuple[int, ...] | None = None
@@ -47,6 +50,8 @@ class UpcycleSpec:
             )
         if not (isinstance(self.noise, (int, float)) and self.noise >= 0):
             raise GrowthError(f"--noise must be a number >= 0, got {self.noise!r}")
+        if not (isinstance(self.drop, (int, float)) and 0 <= self.drop < 1):
+            raise GrowthError(f"--drop must be a ratio in [0, 1), got {self.drop!r}")
         if self.top_k > self.experts:
             raise GrowthError(
                 f"--top-k: {self.top_k} experts per token is more than the {self.experts} "
