@@ -17,23 +17,30 @@ from moegrow.growth.upcycle_spec import UpcycleSpec
 from moegrow.growth.verify import EXACT_TOLERANCE
 from moegrow.io.card import read_card
 
-SOURCES = ("llama", "mistral", "qwen2", "qwen3", "granite")
-GRANITE = dict(
+SOURCES = ("llama", "mistral", "qwen2", "qwen3", "granite", "olmo2")
+COMMON = dict(
     vocab_size=128,
     hidden_size=64,
     num_attention_heads=4,
     num_key_value_heads=2,
     intermediate_size=56,
     max_position_embeddings=256,
-    embedding_multiplier=12.0,
-    residual_multiplier=0.22,
-    attention_multiplier=0.0625,
-    logits_scaling=6.0,
-    tie_word_embeddings=True,
     bos_token_id=1,
     eos_token_id=2,
     pad_token_id=0,
 )
+#: Built here rather than in tiny_models: dense families that only upcycling needs.
+BUILT_HERE = {
+    "granite": dict(
+        COMMON,
+        embedding_multiplier=12.0,
+        residual_multiplier=0.22,
+        attention_multiplier=0.0625,
+        logits_scaling=6.0,
+        tie_word_embeddings=True,
+    ),
+    "olmo2": dict(COMMON, rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+}
 
 
 @pytest.fixture(scope="session")
@@ -43,8 +50,8 @@ def dense(tiny, tmp_path_factory):
 
     def get(family: str):
         if family not in built:
-            if family == "granite":
-                built[family] = _granite(tmp_path_factory.mktemp("granite"))
+            if family in BUILT_HERE:
+                built[family] = _build(tmp_path_factory.mktemp(family), family)
             else:
                 built[family] = tiny(family, num_layers=2)
         return built[family]
@@ -52,10 +59,10 @@ def dense(tiny, tmp_path_factory):
     return get
 
 
-def _granite(folder):
+def _build(folder, model_type: str):
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.for_model("granite", num_hidden_layers=2, **GRANITE)
+    config = AutoConfig.for_model(model_type, num_hidden_layers=2, **BUILT_HERE[model_type])
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     _perturb(model, 0)
@@ -153,7 +160,7 @@ def test_noise_deviates_slightly_and_is_seeded(dense, tmp_path):
     assert a == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen3"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "granite", "olmo2"])
 def test_upcycled_model_grows_exactly(dense, tmp_path, family):
     """dense -> MoE -> deeper and wider, exactly."""
     src = dense(family)
@@ -249,20 +256,18 @@ def test_bad_requests_are_refused(dense, tmp_path, run_cli, case):
     assert not list(tmp_path.iterdir())
 
 
-def test_unsupported_pairs_are_refused(tiny, tmp_path, run_cli):
-    code, _, err = run_cli(
-        "upcycle", tiny("mixtral"), tmp_path / "o", "--experts", "8", "--top-k", "2"
-    )
+def test_unsupported_pairs_are_refused(tiny, dense, tmp_path, run_cli):
+    args = ("--experts", "4", "--top-k", "2")
+    code, _, err = run_cli("upcycle", tiny("mixtral"), tmp_path / "o", *args)
     assert code == 2 and "model_type 'mixtral' cannot be upcycled" in err
-    folder = tmp_path / "olmo2"
+    folder = tmp_path / "gemma2"
     folder.mkdir()
     shutil.copy(tiny("qwen3", num_layers=2) / "model.safetensors", folder)
-    (folder / "config.json").write_text(json.dumps({"model_type": "olmo2"}))
-    code, _, err = run_cli("upcycle", folder, tmp_path / "o", "--experts", "4", "--top-k", "2")
-    assert code == 2 and "OLMoE is pre-norm" in err and err.count("\n") == 1
-    args = ("--experts", "4", "--top-k", "2", "--target", "olmoe")
+    (folder / "config.json").write_text(json.dumps({"model_type": "gemma2"}))
     code, _, err = run_cli("upcycle", folder, tmp_path / "o", *args)
-    assert code == 2 and "normalises each sublayer's output" in err
+    assert code == 2 and "Gemma 2 has no MoE twin" in err and err.count("\n") == 1
+    code, _, err = run_cli("upcycle", dense("olmo2"), tmp_path / "o", *args, "--target", "olmoe")
+    assert code == 2 and "normalises each sublayer's output" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
 
 

@@ -176,6 +176,17 @@ GRANITEMOE = MoeTarget(
     shared_architecture="GraniteMoeSharedForCausalLM",
 )
 
+FLEX_OLMO = MoeTarget(
+    model_type="flex_olmo",
+    architecture="FlexOlmoForCausalLM",
+    router="mlp.gate.weight",
+    count_key="num_experts",
+    top_k_key="num_experts_per_tok",
+    width_key="intermediate_size",
+    expert=_QWEN_EXPERT,
+    renormalize_key="norm_topk_prob",
+)
+
 PAIRS: tuple[Pair, ...] = (
     Pair(("llama",), MIXTRAL, requires={"attention_bias": False, "mlp_bias": False}),
     Pair(("mistral",), MIXTRAL),
@@ -187,13 +198,14 @@ PAIRS: tuple[Pair, ...] = (
         requires={"mlp_bias": False},
         carry=("embedding_multiplier", "residual_multiplier", "attention_multiplier"),
     ),
+    Pair(("olmo2",), FLEX_OLMO),
 )
 
 #: (source, target) pairs that look alike but are not twins, and why.
 NOT_TWINS: dict[tuple[str, str], str] = {
     ("olmo2", "olmoe"): "OLMo-2 normalises each sublayer's output (post_attention_layernorm and "
     "post_feedforward_layernorm after attention / MLP) while OLMoE normalises their inputs "
-    "(pre-norm), so OLMoE cannot compute OLMo-2's attention blocks",
+    "(pre-norm), so OLMoE cannot compute OLMo-2's blocks; FlexOlmo (the default target) can",
     ("phi3", "phimoe"): "PhiMoE uses LayerNorms with biases and a sparsemixer router fixed at "
     "top-2, Phi-3 RMSNorms and a fused qkv_proj / gate_up_proj; no tensor layout maps onto it",
     ("llama", "llama4_text"): "Llama 4 adds QK L2 norms, chunked attention and NoPE layers that "
@@ -202,7 +214,6 @@ NOT_TWINS: dict[tuple[str, str], str] = {
 
 #: Dense model types with no MoE twin in transformers, and why.
 NO_TWIN: dict[str, str] = {
-    "olmo2": "its MoE look-alike OLMoE is pre-norm (see --target olmoe)",
     "gemma": "Gemma has no MoE twin in transformers (scaled embeddings, GeGLU, (1+w) norms)",
     "gemma2": "Gemma 2 has no MoE twin in transformers (soft-capping, sandwich norms)",
     "gemma3": "Gemma 3 has no MoE twin in transformers (sandwich norms, local/global attention)",
