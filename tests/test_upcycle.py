@@ -301,3 +301,45 @@ def test_drop_upcycling_reinitialises_different_neurons_per_expert(dense, tmp_pa
         ref_std = before[p + "gate_proj.weight"].std().item()
         assert 0.5 * ref_std < fresh.std().item() < 2 * ref_std
     assert len(set(dropped_sets)) > 1  # different neurons per expert
+
+
+@pytest.mark.parametrize("merge", ["average", "first"])
+def test_branch_train_mix_takes_experts_from_each_source(tiny, dense, tmp_path, merge):
+    from tiny_models import make_tiny, read_tensors
+
+    a = dense("llama")
+    b = make_tiny("llama", tmp_path / "b", seed=7, num_layers=2)
+    spec = UpcycleSpec(experts=4, top_k=2, sources=(str(b),), merge=merge)
+    result = upcycle(a, tmp_path / "moe", spec, progress=False)
+    assert not result.plan.exact and "Branch-Train-MiX" in result.plan.not_exact[0]
+    ta, tb, out = read_tensors(a), read_tensors(b), read_tensors(tmp_path / "moe")
+    p = "model.layers.1."
+    for e, want in enumerate([ta, ta, tb, tb]):
+        assert torch.equal(
+            out[f"{p}block_sparse_moe.experts.{e}.w1.weight"], want[p + "mlp.gate_proj.weight"]
+        )
+        assert torch.equal(
+            out[f"{p}block_sparse_moe.experts.{e}.w2.weight"], want[p + "mlp.down_proj.weight"]
+        )
+    q = p + "self_attn.q_proj.weight"
+    expected = (ta[q] + tb[q]) / 2 if merge == "average" else ta[q]
+    assert torch.allclose(out[q], expected, atol=1e-7, rtol=0)
+    _deviation(a, tmp_path / "moe")  # loads with no missing or unexpected keys
+
+
+def test_branch_train_mix_of_one_model_twice_is_exact(dense, tmp_path):
+    a = dense("qwen3")
+    spec = UpcycleSpec(experts=8, top_k=4, granularity=2, sources=(str(a),))
+    upcycle(a, tmp_path / "moe", spec, progress=False)
+    diff, tol = _deviation(a, tmp_path / "moe")
+    assert diff <= tol
+
+
+def test_branch_train_mix_refuses_other_architectures(tiny, dense, tmp_path, run_cli):
+    args = ("--experts", "4", "--top-k", "2", "--from", tiny("mistral", num_layers=2))
+    code, _, err = run_cli("upcycle", dense("llama"), tmp_path / "o", *args)
+    assert code == 2 and "model_type='mistral'" in err and err.count("\n") == 1
+    args = ("--experts", "5", "--top-k", "2", "--from", dense("llama"))
+    code, _, err = run_cli("upcycle", dense("llama"), tmp_path / "o", *args)
+    assert code == 2 and "cannot be split evenly between the 2 sources" in err
+    assert not (tmp_path / "o").exists()

@@ -149,6 +149,8 @@ def cmd_upcycle(a: argparse.Namespace) -> int:
         drop=a.drop,
         shared_expert=a.shared_expert,
         layers=parse_layers(a.layers) if a.layers else None,
+        sources=tuple(a.sources or ()),
+        merge=a.merge,
         target=a.target,
         seed=a.seed,
         base_tokens=_int_or_none(a.base_tokens),
@@ -480,6 +482,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the dense MLP as a shared expert (Qwen2-MoE, GraniteMoE-shared)",
     )
     p.add_argument("--layers", metavar="I,J|I-J", help="upcycle only these layers (Qwen targets)")
+    p.add_argument(
+        "--from",
+        dest="sources",
+        action="append",
+        metavar="DIR",
+        help="another dense checkpoint of the same architecture; the copies are split evenly "
+        "between SRC and these (Branch-Train-MiX); repeatable",
+    )
+    p.add_argument(
+        "--merge",
+        choices=("average", "first"),
+        default="average",
+        help="with --from: attention, norms, embeddings averaged (default) or taken from SRC",
+    )
     p.add_argument("--target", metavar="MODEL_TYPE", help="MoE model_type (default: the twin)")
     p.add_argument(
         "--base-tokens", help="tokens the dense model was trained on (sunk cost, if no ledger)"

@@ -166,6 +166,8 @@ class PartJobs:
                 raw = self._buffers()[0][:n]
                 self.ckpt.read_into(info.name, pos, raw)
                 x = to_torch(raw, info.dtype)
+                if part.op == "mean":
+                    x = self._mean(x, raw, part, pos)
                 if part.op == "noise":
                     seed = noise_seed(self.seed, self.seed_name(t.name), index, chunk)
                     x = self._noised(x, std, torch.Generator().manual_seed(seed))
@@ -174,6 +176,16 @@ class PartJobs:
                 to_torch(out, info.dtype).copy_(x)
 
             yield Compute(fn, n)
+
+    def _mean(self, x: torch.Tensor, raw: memoryview, part: Part, pos: int) -> torch.Tensor:
+        """The mean of the same bytes of ``part.source`` and ``part.others`` (tensors of equal
+        dtype and shape in other checkpoints), in the work precision."""
+        work = self._buffers()[1][: x.numel()]
+        acc = x.clone() if x.dtype == torch.float64 else work.copy_(x)
+        for other in part.others:
+            self.ckpt.read_into(other, pos, raw)
+            acc += to_torch(raw, self.ckpt.tensors[other].dtype)
+        return acc.div_(1 + len(part.others))
 
     def _columns(self, t: OutTensor, index: int, part: Part, info) -> Iterator[Job]:
         """Columns ``c0:c1`` of the rows of a 2-D source, in chunks of whole source rows (read

@@ -37,7 +37,8 @@ class Part:
     start: int | None = None
     stop: int | None = None
     op: str = "copy"
-    """``copy``; ``noise``: add N(0, (alpha*sigma)^2); ``zero``; ``random``: N(0, std^2) rows."""
+    """``copy``; ``noise``: add N(0, (alpha*sigma)^2); ``zero``; ``random``: N(0, std^2) rows;
+    ``mean``: the mean of ``source`` and ``others``."""
     scale: float = 1.0
     """Multiplier applied after the operator (1/M on down-projections of sigmoid routers)."""
     sigma: str = "part"
@@ -55,6 +56,8 @@ class Part:
     drop_axis: int = 0
     drop_key: str = ""
     """Seeds which neurons are dropped: equal keys drop the same neurons."""
+    others: tuple[str, ...] = ()
+    """Tensors averaged with ``source`` by a ``mean`` part (same dtype and shape)."""
     key: int | None = None
     """Seeds the noise / random rows of this part instead of its index in the tensor: parts
     with the same key draw the same values (router rows shared by a group of experts)."""

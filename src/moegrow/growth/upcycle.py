@@ -10,12 +10,15 @@ growth writer (:mod:`moegrow.growth.upcycle_run`).
 
 from __future__ import annotations
 
+import dataclasses
+
 from moegrow.errors import CheckpointError, GrowthError
 from moegrow.families import BY_MODEL_TYPE
 from moegrow.families.base import Family
 from moegrow.growth.config_edit import ConfigEditor, num_layers
 from moegrow.growth.plan import RANDOM_ROUTER_STD, OutTensor, Part, Plan, split_layers
 from moegrow.growth.upcycle_pairs import DEFAULT_SENSITIVE, DENSE_MLP, MoeTarget, Pair, find_pair
+from moegrow.growth.upcycle_sources import source_name
 from moegrow.growth.upcycle_spec import UpcycleSpec
 from moegrow.io.checkpoint import Checkpoint
 from moegrow.io.safetensors_io import FLOAT_DTYPES, TensorInfo
@@ -64,13 +67,14 @@ def make_upcycle_plan(ckpt: Checkpoint, spec: UpcycleSpec) -> Plan:
     not_exact, notes = _exactness(spec, tgt)
     std = float(cfg.get("initializer_range") or RANDOM_ROUTER_STD)
     builder = _ExpertBuilder(tgt, spec, inter, std)
-    out = [OutTensor(i.name, i.dtype, i.shape, [Part(i.name)]) for i in _input_first(globals_)]
+    shared = _SharedTensors(spec)
+    out = [shared.tensor(info) for info in _input_first(globals_)]
     for i in range(n):
         prefix = f"{src_family.layer_prefix}{i}."
         for rest, info in sorted(layers[i].items()):
             if i in upcycled and rest in DENSE_MLP.values():
                 continue
-            out.append(OutTensor(prefix + rest, info.dtype, info.shape, [Part(info.name)]))
+            out.append(shared.tensor(info))
         if i in upcycled:
             mlp = {k: layers[i][v] for k, v in DENSE_MLP.items()}
             out += builder.layer(prefix, mlp)
@@ -89,6 +93,21 @@ def make_upcycle_plan(ckpt: Checkpoint, spec: UpcycleSpec) -> Plan:
         not_exact=not_exact,
         notes=notes,
     )
+
+
+class _SharedTensors:
+    """Tensors outside the experts (attention, norms, embeddings, dense layers): the source's,
+    or with several sources their average (float tensors) or the first source's."""
+
+    def __init__(self, spec: UpcycleSpec):
+        self.others = len(spec.sources) if spec.merge == "average" else 0
+
+    def tensor(self, info: TensorInfo) -> OutTensor:
+        part = Part(info.name)
+        if self.others and info.dtype in FLOAT_DTYPES:
+            others = tuple(source_name(k, info.name) for k in range(1, 1 + self.others))
+            part = Part(info.name, op="mean", others=others)
+        return OutTensor(info.name, info.dtype, info.shape, [part])
 
 
 def source_family(plan: Plan) -> Family:
@@ -222,6 +241,11 @@ def _exactness(spec: UpcycleSpec, tgt: MoeTarget) -> tuple[list[str], list[str]]
             f"--drop {spec.drop}: {spec.drop:.0%} of every expert's neurons are re-initialised "
             "(Drop-Upcycling), different ones per expert"
         )
+    if spec.sources:
+        reasons.append(
+            f"experts come from {1 + len(spec.sources)} different dense models "
+            f"(Branch-Train-MiX); attention, norms and embeddings: {spec.merge}"
+        )
     if spec.router == "zero" and g > 1 and spec.copies > 1 and not spec.top_k % g:
         notes.append(
             "--router zero with granularity > 1: all experts tie, and the upcycling is exact "
@@ -263,7 +287,11 @@ class _ExpertBuilder:
         """Routed experts' down-projection factor: G slices, each weighted 1/G of the copy."""
 
     def _slice(self, info: TensorInfo, c: int, g: int, *, down: bool, key: str = "") -> Part:
-        op = "noise" if c > 0 and self.spec.noise > 0 else "copy"
+        """Slice g of copy c of a dense MLP matrix; copy c comes from source
+        c // copies_per_source, and only the first copy of each source is noise-free."""
+        per_source = self.spec.copies_per_source
+        op = "noise" if c % per_source > 0 and self.spec.noise > 0 else "copy"
+        info = dataclasses.replace(info, name=source_name(c // per_source, info.name))
         lo, hi = g * self.width, (g + 1) * self.width
         if self.spec.drop:  # every part computed, rows (gate, up) or columns (down) dropped
             drop = dict(drop=self.spec.drop, drop_key=key, sigma="source", op=op)

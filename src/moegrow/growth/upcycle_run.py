@@ -7,6 +7,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 from moegrow import __version__
@@ -23,6 +24,7 @@ from moegrow.growth.grow import (
 from moegrow.growth.plan import Plan, assign_shards
 from moegrow.growth.report import estimated_peak_memory
 from moegrow.growth.upcycle import make_upcycle_plan, source_family
+from moegrow.growth.upcycle_sources import SourceSet
 from moegrow.growth.upcycle_spec import UpcycleSpec
 from moegrow.io.atomic import partial_dir, replace_dir
 from moegrow.io.card import CARD_NAME, ledger_of, write_json
@@ -48,10 +50,16 @@ def upcycle(
         raise GrowthError(f"{out}: already exists; pass --overwrite to replace it")
     if out.resolve() == src_path.resolve() or src_path.resolve() in out.resolve().parents:
         raise GrowthError(f"{out}: must not be the source folder {src} or inside it")
+    for other in spec.sources:
+        if out.resolve() == Path(other).resolve():
+            raise GrowthError(f"{out}: must not be the source folder {other}")
     start = time.perf_counter()
     _bound_malloc_retention()
-    with _one_thread_per_kernel(), Checkpoint(src_path) as ckpt:
+    with _one_thread_per_kernel(), ExitStack() as stack:
+        ckpts = [stack.enter_context(Checkpoint(p)) for p in (src_path, *spec.sources)]
+        ckpt = ckpts[0]
         plan = make_upcycle_plan(ckpt, spec)
+        sources = SourceSet(ckpts)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = partial_dir(out)
         tmp.mkdir()
@@ -59,7 +67,7 @@ def upcycle(
             with ThreadPoolExecutor(1) as pool:
                 hashes = pool.submit(_hash_sources, ckpt)
                 shards = assign_shards(plan.tensors, max_shard_size)
-                _write_shards(ckpt, plan, shards, tmp, progress=progress)
+                _write_shards(sources, plan, shards, tmp, progress=progress)  # type: ignore[arg-type]
                 write_json(tmp / CONFIG_NAME, plan.config)
                 for f in ckpt.other_files():
                     if f.name != CARD_NAME:
@@ -97,6 +105,8 @@ def describe(spec: UpcycleSpec) -> str:
         bits.append("shared expert")
     if spec.layers is not None:
         bits.append(f"layers {list(spec.layers)}")
+    if spec.sources:
+        bits.append(f"{1 + len(spec.sources)} sources, {spec.merge}")
     return ", ".join(bits)
 
 
@@ -105,6 +115,8 @@ def upcycle_ledger(plan: Plan) -> list[dict]:
     spec: UpcycleSpec = plan.spec  # type: ignore[assignment]
     before, after = _stats(plan)
     ledger = ledger_of(Path(plan.source))
+    for k, other in enumerate(spec.sources, start=1):  # Branch-Train-MiX: every branch is sunk
+        ledger += [{**e, "stage": f"{e.get('stage')} (source {k})"} for e in ledger_of(other)]
     if not ledger and spec.base_tokens:
         fpt = before.flops_per_token(DEFAULT_SEQ_LEN)
         ledger = [

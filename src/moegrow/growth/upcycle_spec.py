@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from moegrow.errors import GrowthError
 
 ROUTER_INITS = ("random", "zero")
+MERGES = ("average", "first")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,12 @@ class UpcycleSpec:
     """Keep the dense MLP as the shared expert (targets with one)."""
     layers: tuple[int, ...] | None = None
     """Layers to upcycle (None: all); the others stay dense where the target allows it."""
+    sources: tuple[str, ...] = ()
+    """Further dense checkpoints of the same architecture (Branch-Train-MiX): the copies are
+    split evenly between the source and these, in order."""
+    merge: str = "average"
+    """With ``sources``: attention, norms and embeddings are their ``average`` or the
+    ``first`` source's."""
     target: str | None = None
     """Target model_type (None: the source's MoE twin)."""
     seed: int = 0
@@ -63,6 +70,15 @@ class UpcycleSpec:
                 f"{self.granularity}: experts are copies x slices; use e.g. --experts "
                 f"{self.granularity * max(1, self.experts // self.granularity)}"
             )
+        if self.merge not in MERGES:
+            raise GrowthError(f"--merge must be one of {', '.join(MERGES)}, got {self.merge!r}")
+        n_src = 1 + len(self.sources)
+        if self.copies % n_src:
+            raise GrowthError(
+                f"--experts {self.experts} with --granularity {self.granularity} makes "
+                f"{self.copies} copies, which cannot be split evenly between the {n_src} "
+                f"sources (--from); use a multiple of {n_src * self.granularity} experts"
+            )
         if self.layers is not None and not self.layers:
             raise GrowthError("--layers is empty: give layer indices, e.g. 1,2,3")
         if self.base_tokens is not None and self.base_tokens < 0:
@@ -72,6 +88,10 @@ class UpcycleSpec:
     def copies(self) -> int:
         return self.experts // self.granularity
 
+    @property
+    def copies_per_source(self) -> int:
+        return self.copies // (1 + len(self.sources))
+
     # Attributes the shard writer reads from any plan's spec.
     @property
     def grows_depth(self) -> bool:
@@ -80,6 +100,7 @@ class UpcycleSpec:
     def to_json(self) -> dict:
         d = asdict(self)
         d["layers"] = list(self.layers) if self.layers is not None else None
+        d["sources"] = list(self.sources)
         return d
 
 
