@@ -65,6 +65,12 @@ def make_upcycle_plan(ckpt: Checkpoint, spec: UpcycleSpec) -> Plan:
     editor = ConfigEditor(cfg)
     _edit_config(editor, pair, spec, target_type, arch, inter, upcycled, n)
     not_exact, notes = _exactness(spec, tgt)
+    itemsize = ckpt.tensors[f"model.layers.{min(upcycled)}.{DENSE_MLP['gate']}"].itemsize
+    if (inter // g) * itemsize % 16:
+        notes.append(
+            f"expert width {inter // g} x {itemsize} bytes is not a multiple of 16: load with "
+            "experts_implementation='eager' (transformers' grouped_mm kernel refuses it)"
+        )
     std = float(cfg.get("initializer_range") or RANDOM_ROUTER_STD)
     builder = _ExpertBuilder(tgt, spec, inter, std)
     shared = _SharedTensors(spec)
@@ -189,10 +195,13 @@ def _dense_width(ckpt: Checkpoint, layers, upcycled: set[int]) -> int:
 def _edit_config(ed: ConfigEditor, pair, spec, target_type, arch, inter, upcycled, n) -> None:
     tgt: MoeTarget = pair.target
     src = ed.config
-    defaults = _dense_defaults(src["model_type"])
-    for key in (*DEFAULT_SENSITIVE, *pair.carry):
-        if key in src or (key == "rope_parameters" and "rope_theta" in src):
-            continue
+    absent = [
+        key
+        for key in (*DEFAULT_SENSITIVE, *pair.carry)
+        if key not in src and not (key == "rope_parameters" and "rope_theta" in src)
+    ]
+    defaults = _dense_defaults(src["model_type"]) if absent else {}
+    for key in absent:
         if key in defaults:
             ed.set(key, defaults[key])
     ed.set("model_type", target_type)

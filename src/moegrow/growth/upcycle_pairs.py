@@ -214,9 +214,9 @@ NOT_TWINS: dict[tuple[str, str], str] = {
 
 #: Dense model types with no MoE twin in transformers, and why.
 NO_TWIN: dict[str, str] = {
-    "gemma": "Gemma has no MoE twin in transformers (scaled embeddings, GeGLU, (1+w) norms)",
-    "gemma2": "Gemma 2 has no MoE twin in transformers (soft-capping, sandwich norms)",
-    "gemma3": "Gemma 3 has no MoE twin in transformers (sandwich norms, local/global attention)",
+    "gemma": "Gemma has no MoE twin in transformers with its attention and (1 + w) norms",
+    "gemma2": "Gemma 2 has no MoE twin in transformers (its soft-capping and sandwich norms)",
+    "gemma3": "Gemma 3 has no MoE twin in transformers (its sandwich norms and QK norms)",
     "phi3": "PhiMoE is not Phi-3's twin (see --target phimoe)",
 }
 
