@@ -4,31 +4,27 @@ write its growth card, which carries the dense model's FLOPs ledger as sunk cost
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
 from moegrow import __version__
-from moegrow.errors import GrowthError
 from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
 from moegrow.growth.grow import (
     GrowResult,
     _bound_malloc_retention,
-    _hash_sources,
     _one_thread_per_kernel,
-    _write_shards,
+    check_destination,
     parse_size,
+    write_plan,
 )
-from moegrow.growth.plan import Plan, assign_shards
-from moegrow.growth.report import estimated_peak_memory
+from moegrow.growth.plan import Plan
+from moegrow.growth.report import common_summary
 from moegrow.growth.upcycle import make_upcycle_plan, source_family
 from moegrow.growth.upcycle_sources import SourceSet
 from moegrow.growth.upcycle_spec import UpcycleSpec
-from moegrow.io.atomic import partial_dir, replace_dir
-from moegrow.io.card import CARD_NAME, ledger_of, write_json
-from moegrow.io.checkpoint import CONFIG_NAME, Checkpoint
+from moegrow.io.card import ledger_of
+from moegrow.io.checkpoint import Checkpoint
 
 
 def upcycle(
@@ -43,41 +39,23 @@ def upcycle(
     """Upcycle the dense checkpoint folder ``src`` into an MoE checkpoint folder ``out``.
     Nothing is written unless the whole upcycling can be planned; ``out`` appears only when
     every byte is written."""
-    out = Path(out)
+    out = check_destination([src, *spec.sources], out, overwrite=overwrite)
     max_shard_size = parse_size(max_shard_size)
-    src_path = Path(src)
-    if out.exists() and not overwrite:
-        raise GrowthError(f"{out}: already exists; pass --overwrite to replace it")
-    if out.resolve() == src_path.resolve() or src_path.resolve() in out.resolve().parents:
-        raise GrowthError(f"{out}: must not be the source folder {src} or inside it")
-    for other in spec.sources:
-        if out.resolve() == Path(other).resolve():
-            raise GrowthError(f"{out}: must not be the source folder {other}")
     start = time.perf_counter()
     _bound_malloc_retention()
     with _one_thread_per_kernel(), ExitStack() as stack:
-        ckpts = [stack.enter_context(Checkpoint(p)) for p in (src_path, *spec.sources)]
-        ckpt = ckpts[0]
-        plan = make_upcycle_plan(ckpt, spec)
-        sources = SourceSet(ckpts)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = partial_dir(out)
-        tmp.mkdir()
-        try:
-            with ThreadPoolExecutor(1) as pool:
-                hashes = pool.submit(_hash_sources, ckpt)
-                shards = assign_shards(plan.tensors, max_shard_size)
-                _write_shards(sources, plan, shards, tmp, progress=progress)  # type: ignore[arg-type]
-                write_json(tmp / CONFIG_NAME, plan.config)
-                for f in ckpt.other_files():
-                    if f.name != CARD_NAME:
-                        shutil.copy2(f, tmp / f.name)
-                write_json(tmp / CARD_NAME, upcycle_card(plan, hashes.result(), len(shards)))
-            replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return GrowResult(out, plan, plan.bytes_out, time.perf_counter() - start, len(shards))
+        ckpts = [stack.enter_context(Checkpoint(p)) for p in (src, *spec.sources)]
+        plan = make_upcycle_plan(ckpts[0], spec)
+        shards = write_plan(
+            ckpts[0],
+            plan,
+            out,
+            upcycle_card,
+            max_shard_size,
+            reader=SourceSet(ckpts),
+            progress=progress,
+        )
+    return GrowResult(out, plan, plan.bytes_out, time.perf_counter() - start, shards)
 
 
 def _stats(plan: Plan):
@@ -168,33 +146,22 @@ def upcycle_summary(plan: Plan, seq_len: int = DEFAULT_SEQ_LEN) -> dict:
     """What ``moegrow upcycle --plan`` prints, in the shape of ``moegrow plan``'s summary."""
     spec: UpcycleSpec = plan.spec  # type: ignore[assignment]
     before, after = _stats(plan)
+    counts = {
+        "layers": [len(plan.layer_map)] * 2,
+        "experts": ["dense", spec.experts],
+        "top_k": ["-", spec.top_k],
+        "expert_width": [
+            plan.source_config.get("intermediate_size"),
+            plan.source_config.get("intermediate_size", 0) // spec.granularity,
+        ],
+    }
     return {
         "source": plan.source,
         "family": plan.family.name,
         "model_type": f"{plan.source_config.get('model_type')} -> {plan.config['model_type']}",
         "upcycle": spec.to_json(),
-        "counts": {
-            "layers": [len(plan.layer_map)] * 2,
-            "experts": ["dense", spec.experts],
-            "top_k": ["-", spec.top_k],
-            "expert_width": [
-                plan.source_config.get("intermediate_size"),
-                plan.source_config.get("intermediate_size", 0) // spec.granularity,
-            ],
-        },
-        "params": {"total": [before.total, after.total], "active": [before.active, after.active]},
-        "flops_per_token": [before.flops_per_token(seq_len), after.flops_per_token(seq_len)],
-        "flops_per_token_seq_len": seq_len,
-        "chinchilla_flops": [before.chinchilla_flops, after.chinchilla_flops],
-        "bytes_in": plan.bytes_in,
-        "bytes_out": plan.bytes_out,
-        "num_tensors": [len(plan.source_tensors), len(plan.tensors)],
-        "estimated_peak_memory": estimated_peak_memory(),
+        **common_summary(plan, before, after, counts, seq_len),
         "layer_map": plan.layer_map,
-        "config_edits": plan.config_edits,
-        "exact": plan.exact,
-        "not_exact": plan.not_exact,
-        "notes": plan.notes,
     }
 
 
