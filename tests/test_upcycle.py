@@ -271,6 +271,10 @@ def test_unsupported_pairs_are_refused(tiny, dense, tmp_path, run_cli):
     (folder / "config.json").write_text(json.dumps({"model_type": "gemma2"}))
     code, _, err = run_cli("upcycle", folder, tmp_path / "o", *args)
     assert code == 2 and "Gemma 2 has no MoE twin" in err and err.count("\n") == 1
+    code, _, err = run_cli(
+        "upcycle", dense("granite"), tmp_path / "o", *args, "--target", "granitemoeshared"
+    )
+    assert code == 2 and "add --shared-expert" in err
     code, _, err = run_cli("upcycle", dense("olmo2"), tmp_path / "o", *args, "--target", "olmoe")
     assert code == 2 and "normalises each sublayer's output" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()

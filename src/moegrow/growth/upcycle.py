@@ -56,6 +56,11 @@ def make_upcycle_plan(ckpt: Checkpoint, spec: UpcycleSpec) -> Plan:
         raise GrowthError(
             f"--shared-expert: {tgt.model_type} has no shared expert; upcycle without it"
         )
+    if spec.target and spec.target == tgt.shared_model_type and not spec.shared_expert:
+        raise GrowthError(
+            f"--target {spec.target} has a shared expert: add --shared-expert (it then holds "
+            f"the dense MLP), or use --target {tgt.model_type}"
+        )
     target_type = tgt.model_type
     arch = tgt.architecture
     if spec.shared_expert and tgt.shared_model_type:
