@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from moegrow.cli.options import add_options, from_args
+from moegrow.cli.options import add_options, from_args, parse_count
 from moegrow.errors import MoegrowError
 from moegrow.flops import DEFAULT_SEQ_LEN
 from moegrow.growth.spec import GrowthSpec, parse_factor, parse_layer_map, parse_top_k
@@ -87,6 +87,46 @@ def render_grow(src: str, result) -> str:
     )
 
 
+def cmd_upcycle(a: argparse.Namespace) -> int:
+    from moegrow.growth.grow import bound_malloc_retention
+    from moegrow.growth.report import render_plan
+    from moegrow.growth.upcycle_run import plan_upcycle, upcycle
+    from moegrow.growth.upcycle_spec import UpcycleSpec
+
+    spec = from_args(UpcycleSpec, a)
+    if a.plan:
+        summary = plan_upcycle(a.src, spec, seq_len=a.seq_len)
+        print(json.dumps(summary, indent=2) if a.json else render_plan(summary))
+        return 0
+    if a.out is None:
+        raise MoegrowError("upcycle: give an output folder OUT (or --plan to only print the plan)")
+    bound_malloc_retention()
+    result = upcycle(
+        a.src,
+        a.out,
+        spec,
+        max_shard_size=a.max_shard_size,
+        overwrite=a.overwrite,
+        progress=not a.quiet,
+    )
+    print(render_upcycle(a.src, spec, result))
+    return 0
+
+
+def render_upcycle(src: str, spec, result) -> str:
+    from moegrow.growth.report import human
+
+    plan = result.plan
+    rate = result.bytes_written / max(result.seconds, 1e-9)
+    return (
+        f"upcycled {src} -> {result.out} ({plan.config['model_type']}): {spec.experts} "
+        f"experts, top-{spec.top_k}, {len(plan.tensors)} tensors, "
+        f"{human(result.bytes_written, 'B')} in {result.num_shards} shard(s), "
+        f"{result.seconds:.1f} s ({human(rate, 'B')}/s); exact: "
+        + ("yes" if plan.exact else "no (" + "; ".join(plan.not_exact) + ")")
+    )
+
+
 def cmd_verify(a: argparse.Namespace) -> int:
     from moegrow.growth.verify import verify
 
@@ -143,6 +183,8 @@ def render_inspect(info: dict) -> str:
 
 
 def add_parsers(sub) -> None:
+    from moegrow.growth.upcycle_spec import UpcycleSpec, parse_layers
+
     p = sub.add_parser("plan", help="print what a growth would produce; writes nothing")
     p.add_argument("src", help="source checkpoint folder")
     add_growth_options(p)
@@ -163,6 +205,38 @@ def add_parsers(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_grow)
+
+    p = sub.add_parser(
+        "upcycle",
+        help="turn a dense checkpoint into an MoE (experts = copies or slices of its MLP)",
+    )
+    p.add_argument("src", help="dense source checkpoint folder")
+    p.add_argument("out", nargs="?", help="output folder (not needed with --plan)")
+    add_options(
+        p,
+        UpcycleSpec,
+        parsers={"layers": parse_layers, "base_tokens": parse_count},
+        metavars={
+            "experts": "E",
+            "top_k": "K",
+            "granularity": "G",
+            "noise": "ALPHA",
+            "drop": "RATIO",
+            "layers": "I,J|I-J",
+            "sources": "DIR",
+            "target": "MODEL_TYPE",
+        },
+        flags={"sources": "--from"},
+    )
+    p.add_argument("--plan", action="store_true", help="print the plan; write nothing")
+    p.add_argument(
+        "--seq-len", type=int, default=DEFAULT_SEQ_LEN, help="attention FLOPs term (--plan)"
+    )
+    p.add_argument("--json", action="store_true", help="print the plan as JSON (--plan)")
+    p.add_argument("--max-shard-size", default="5GB", help="largest output shard (default 5GB)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_upcycle)
 
     p = sub.add_parser("verify", help="compare a grown checkpoint's logits with its source's")
     p.add_argument("src")

@@ -84,22 +84,27 @@ def add_options(
     parsers: dict[str, Callable[[str], Any]] | None = None,
     metavars: dict[str, str] | None = None,
     defaults: dict[str, Any] | None = None,
+    flags: dict[str, str] | None = None,
 ) -> None:
     """Add one option per field of the dataclass ``cls`` (restricted to ``only``, less ``skip``).
 
     ``parsers`` gives a field a parser of its own (its errors become argparse errors);
     ``defaults`` replaces a field's default on the command line (say, ``None`` meaning "not
-    given", where the command must know)."""
+    given", where the command must know); ``flags`` renames an option (``sources`` ->
+    ``--from``). A field without a default is a required option; a tuple of strings is a
+    repeatable option."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     wanted = set(only) if only is not None else None
     parsers = parsers or {}
     metavars = metavars or {}
     defaults = defaults or {}
+    flags = flags or {}
     for f in dataclasses.fields(cls):
         if (wanted is not None and f.name not in wanted) or f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = flags.get(f.name, "--" + f.name.replace("_", "-"))
+        kwargs: dict[str, Any] = {"dest": f.name}
         if f.name in defaults:
             default = defaults[f.name]
         elif f.default is not dataclasses.MISSING:
@@ -107,9 +112,9 @@ def add_options(
         elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
         else:
-            raise AssertionError(f"{cls.__name__}.{f.name} has no default")
+            default, kwargs["required"] = None, True
         help_text = _help_text(docs.get(f.name, ""))
-        kwargs: dict[str, Any] = {"dest": f.name, "default": default}
+        kwargs["default"] = default
         tp = _unwrap_optional(hints[f.name])
         if f.name in parsers:
             kwargs["type"] = user_type(parsers[f.name])
@@ -119,11 +124,14 @@ def add_options(
             kwargs["choices"] = typing.get_args(tp)
         elif tp in (int, float, str):
             kwargs["type"] = tp
+        elif typing.get_origin(tp) is tuple and typing.get_args(tp) == (str, Ellipsis):
+            kwargs.update(action="append", default=None)  # --from A --from B
         elif typing.get_origin(tp) is tuple and typing.get_args(tp)[1:] == (Ellipsis,):
             kwargs.update(type=typing.get_args(tp)[0], nargs="+")  # --budgets 0.5 1.0
         if f.name in metavars:
             kwargs["metavar"] = metavars[f.name]
-        if default not in (None, False, True, "", ()) and "%(default)" not in help_text:
+        shown = not (default is None or isinstance(default, bool) or default in ("", ()))
+        if shown and "%(default)" not in help_text:
             help_text += (" " if help_text else "") + "(default: %(default)s)"
         kwargs["help"] = help_text or None
         parser.add_argument(flag, **kwargs)
@@ -136,8 +144,17 @@ def from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
         for f in dataclasses.fields(cls)
         if f.init and hasattr(args, f.name) and f.name not in extra
     }
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    # None: not given (a repeatable option never given), so the field's own default applies
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if v is not None}
     return cls(**values, **extra)
+
+
+def parse_count(text: str) -> int:
+    """``"2e6"`` -> 2000000."""
+    try:
+        return int(float(text))
+    except ValueError:
+        raise MoegrowError(f"expected a number like 2e6, got {text!r}") from None
 
 
 def library_default(func: Callable, name: str) -> Any:

@@ -5,19 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from moegrow.cli.options import add_options, from_args, given, library_default
+from moegrow.cli.options import add_options, from_args, given, library_default, parse_count
 from moegrow.errors import MoegrowError
 from moegrow.flops import DEFAULT_SEQ_LEN
 
 SUPPRESS = argparse.SUPPRESS
-
-
-def parse_count(text: str) -> int:
-    """``"2e6"`` -> 2000000."""
-    try:
-        return int(float(text))
-    except ValueError:
-        raise MoegrowError(f"expected a number like 2e6, got {text!r}") from None
 
 
 def cmd_data_prepare(a: argparse.Namespace) -> int:

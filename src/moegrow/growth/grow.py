@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,34 +77,61 @@ def grow(
     Nothing is written unless the whole growth can be planned. ``out`` appears only when every
     byte is written; on any error or interrupt the partial folder is removed.
     """
-    out = Path(out)
+    out = check_destination([src], out, overwrite=overwrite)
     max_shard_size = parse_size(max_shard_size)
-    src_path = Path(src)
+    start = time.perf_counter()
+    with _one_thread_per_kernel(), Checkpoint(Path(src)) as ckpt:
+        plan = make_plan(ckpt, spec)
+        shards = write_plan(ckpt, plan, out, growth_card, max_shard_size, progress=progress)
+    return GrowResult(out, plan, plan.bytes_out, time.perf_counter() - start, shards)
+
+
+def check_destination(
+    sources: list[str | os.PathLike], out: str | os.PathLike, *, overwrite: bool
+) -> Path:
+    """Refuse an existing ``out`` (unless ``overwrite``) and one that is, or is inside, a source."""
+    out = Path(out)
     if out.exists() and not overwrite:
         raise GrowthError(f"{out}: already exists; pass --overwrite to replace it")
-    if out.resolve() == src_path.resolve() or src_path.resolve() in out.resolve().parents:
-        raise GrowthError(f"{out}: must not be the source folder {src} or inside it")
-    start = time.perf_counter()
-    with _one_thread_per_kernel(), Checkpoint(src_path) as ckpt:
-        plan = make_plan(ckpt, spec)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = partial_dir(out)
-        tmp.mkdir()
-        try:
-            with ThreadPoolExecutor(1) as pool:
-                hashes = pool.submit(_hash_sources, ckpt)
-                shards = assign_shards(plan.tensors, max_shard_size)
-                _write_shards(ckpt, plan, shards, tmp, progress=progress)
-                write_json(tmp / CONFIG_NAME, plan.config)
-                for f in ckpt.other_files():
-                    if f.name != CARD_NAME:
-                        shutil.copy2(f, tmp / f.name)
-                write_json(tmp / CARD_NAME, growth_card(plan, hashes.result(), len(shards)))
-            replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return GrowResult(out, plan, plan.bytes_out, time.perf_counter() - start, len(shards))
+    for src in sources:
+        src_path = Path(src).resolve()
+        if out.resolve() == src_path or src_path in out.resolve().parents:
+            raise GrowthError(f"{out}: must not be the source folder {src} or inside it")
+    return out
+
+
+def write_plan(
+    ckpt: Checkpoint,
+    plan: Plan,
+    out: Path,
+    card: Callable[[Plan, dict[str, str], int], dict],
+    max_shard_size: int,
+    *,
+    reader=None,
+    progress: bool,
+) -> int:
+    """Write ``plan``'s shards, config, the source's other files and ``card(plan, source
+    hashes, shard count)`` into a hidden folder renamed to ``out`` at the end (removed on any
+    error). ``reader`` (default ``ckpt``) serves the parts' source tensors. Returns the number
+    of shards."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_dir(out)
+    tmp.mkdir()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            hashes = pool.submit(_hash_sources, ckpt)
+            shards = assign_shards(plan.tensors, max_shard_size)
+            _write_shards(reader or ckpt, plan, shards, tmp, progress=progress)
+            write_json(tmp / CONFIG_NAME, plan.config)
+            for f in ckpt.other_files():
+                if f.name != CARD_NAME:
+                    shutil.copy2(f, tmp / f.name)
+            write_json(tmp / CARD_NAME, card(plan, hashes.result(), len(shards)))
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return len(shards)
 
 
 def bound_malloc_retention() -> None:

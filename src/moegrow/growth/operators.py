@@ -92,7 +92,7 @@ class PartJobs:
         self.seed = seed
         self.seed_name = seed_name
         """The name that seeds an output tensor's noise and random rows."""
-        self._std: dict[tuple[str, int, int], float] = {}
+        self._std: dict[tuple[str, int, int], tuple[float, float]] = {}
         self._lock = Lock()
         self._key_locks: dict[tuple[str, int, int], Lock] = {}
         self._local = threading.local()
@@ -146,6 +146,10 @@ class PartJobs:
 
     def _from_source(self, t: OutTensor, index: int, part: Part) -> Iterator[Job]:
         info = self.ckpt.tensors[part.source]  # type: ignore[index]
+        index = index if part.key is None else part.key
+        if part.cols is not None:
+            yield from self._columns(t, index, part, info)
+            return
         offset, nbytes = self._byte_range(part)
         if part.op == "copy" and part.scale == 1.0:
             yield Copy(self.ckpt.fd(info), info.offset + offset, nbytes)
@@ -162,6 +166,8 @@ class PartJobs:
                 raw = self._buffers()[0][:n]
                 self.ckpt.read_into(info.name, pos, raw)
                 x = to_torch(raw, info.dtype)
+                if part.op == "mean":
+                    x = self._mean(x, raw, part, pos)
                 if part.op == "noise":
                     seed = noise_seed(self.seed, self.seed_name(t.name), index, chunk)
                     x = self._noised(x, std, torch.Generator().manual_seed(seed))
@@ -170,6 +176,71 @@ class PartJobs:
                 to_torch(out, info.dtype).copy_(x)
 
             yield Compute(fn, n)
+
+    def _mean(self, x: torch.Tensor, raw: memoryview, part: Part, pos: int) -> torch.Tensor:
+        """The mean of the same bytes of ``part.source`` and ``part.others`` (tensors of equal
+        dtype and shape in other checkpoints), in the work precision."""
+        work = self._buffers()[1][: x.numel()]
+        acc = x.clone() if x.dtype == torch.float64 else work.copy_(x)
+        for other in part.others:
+            self.ckpt.read_into(other, pos, raw)
+            acc += to_torch(raw, self.ckpt.tensors[other].dtype)
+        return acc.div_(1 + len(part.others))
+
+    def _columns(self, t: OutTensor, index: int, part: Part, info) -> Iterator[Job]:
+        """Columns ``c0:c1`` of the rows of a 2-D source, in chunks of whole source rows (read
+        whole, sliced in memory); noise, when asked for, has the std of the whole source."""
+        assert part.cols is not None and len(info.shape) == 2, (t.name, info.shape)
+        c0, c1 = part.cols
+        r0 = 0 if part.start is None else part.start
+        r1 = info.shape[0] if part.stop is None else part.stop
+        row_bytes = info.shape[1] * info.itemsize
+        rows_per_chunk = max(1, CHUNK_ELEMENTS // info.shape[1])
+        for chunk, r in enumerate(range(r0, r1, rows_per_chunk)):
+            n = min(rows_per_chunk, r1 - r)
+
+            def fn(out: memoryview, r=r, n=n, chunk=chunk) -> None:
+                # statistics first: measuring them uses this thread's buffers too
+                std = self.noise * self.std(info.name, 0, info.nbytes) if part.op == "noise" else 0
+                moments = self.moments(info.name, 0, info.nbytes) if part.drop else (0.0, 0.0)
+                raw = self._buffers()[0]
+                if raw.nbytes < n * row_bytes:  # a single row wider than a chunk
+                    raw = memoryview(bytearray(n * row_bytes))
+                raw = raw[: n * row_bytes]
+                self.ckpt.read_into(info.name, r * row_bytes, raw)
+                x = to_torch(raw, info.dtype, (n, info.shape[1]))[:, c0:c1]
+                x = x.to(_work_dtype(x)) if part.op == "noise" or part.scale != 1.0 else x
+                if part.op == "noise":
+                    seed = noise_seed(self.seed, self.seed_name(t.name), index, chunk)
+                    noise = torch.empty_like(x).normal_(0.0, std, generator=_gen(seed))
+                    x = x + noise
+                if part.drop:
+                    x = self._dropped(x, part, moments, t, index, chunk, r - r0)
+                if part.scale != 1.0:
+                    x = x * part.scale
+                to_torch(out, info.dtype, (n, c1 - c0)).copy_(x)
+
+            yield Compute(fn, n * (c1 - c0) * info.itemsize)
+
+    def _dropped(self, x, part: Part, moments, t: OutTensor, index: int, chunk: int, row: int):
+        """Drop-Upcycling: the part's dropped neurons (rows of gate/up, columns of down: the
+        same neurons for every tensor with the same ``drop_key``) re-drawn from N(mean, std^2)
+        of the whole source tensor."""
+        info = self.ckpt.tensors[part.source]  # type: ignore[index]
+        rows = (part.start or 0, info.shape[0] if part.stop is None else part.stop)
+        width = rows[1] - rows[0] if part.drop_axis == 0 else x.shape[1]
+        dropped = drop_mask(self.seed, part.drop_key, width, part.drop)
+        if part.drop_axis == 0:
+            dropped = dropped[row : row + x.shape[0]]
+        mean, std = moments
+        seed = noise_seed(self.seed, self.seed_name(t.name) + "\0drop", index, chunk)
+        fresh = torch.empty(x.shape, dtype=torch.float32).normal_(mean, std, generator=_gen(seed))
+        x = x.to(_work_dtype(x)).clone()
+        if part.drop_axis == 0:
+            x[dropped] = fresh[dropped].to(x.dtype)
+        else:
+            x[:, dropped] = fresh[:, dropped].to(x.dtype)
+        return x
 
     def _noised(self, x: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
         """``x`` plus N(0, std^2) noise drawn from ``gen``, in the work precision (float32, or
@@ -193,15 +264,19 @@ class PartJobs:
     def std(self, name: str, offset: int, nbytes: int) -> float:
         """Standard deviation of a byte range of a float tensor; computed once per range even
         when several chunks ask for it at the same time."""
+        return self.moments(name, offset, nbytes)[1]
+
+    def moments(self, name: str, offset: int, nbytes: int) -> tuple[float, float]:
+        """Mean and standard deviation of a byte range of a float tensor (computed once)."""
         key = (name, offset, nbytes)
         with self._lock:
             key_lock = self._key_locks.setdefault(key, Lock())
         with key_lock:
             if key not in self._std:
-                self._std[key] = self._compute_std(name, offset, nbytes)
+                self._std[key] = self._compute_moments(name, offset, nbytes)
             return self._std[key]
 
-    def _compute_std(self, name: str, offset: int, nbytes: int) -> float:
+    def _compute_moments(self, name: str, offset: int, nbytes: int) -> tuple[float, float]:
         """Streamed through this thread's buffers: each chunk is shifted by the first chunk's
         mean (so the sums do not cancel) and summed in float32 (pairwise sums, a BLAS dot),
         the chunks' sums are accumulated in float64."""
@@ -223,9 +298,11 @@ class PartJobs:
             total_sq += float(w.dot(w))
             count += w.numel()
         mean = total / max(count, 1)
-        return max(total_sq / max(count, 1) - mean * mean, 0.0) ** 0.5
+        std = max(total_sq / max(count, 1) - mean * mean, 0.0) ** 0.5
+        return mean + (shift or 0.0), std
 
     def _random(self, t: OutTensor, index: int, part: Part, nbytes: int) -> Iterator[Job]:
+        index = index if part.key is None else part.key
         if part.std == 0:
             yield Zeros(nbytes)
             return
@@ -240,6 +317,19 @@ class PartJobs:
                 dest.copy_(values.normal_(0.0, part.std, generator=gen))
 
             yield Compute(fn, min(step, nbytes - pos))
+
+
+def drop_mask(seed: int, key: str, width: int, ratio: float) -> torch.Tensor:
+    """Which of ``width`` neurons Drop-Upcycling re-initialises: ``round(ratio * width)`` of
+    them, chosen by (seed, key) alone, so gate, up and down of one expert agree."""
+    gen = _gen(noise_seed(seed, key, 0, 0))
+    mask = torch.zeros(width, dtype=torch.bool)
+    mask[torch.randperm(width, generator=gen)[: round(ratio * width)]] = True
+    return mask
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
 def _work_dtype(x: torch.Tensor) -> torch.dtype:

@@ -21,6 +21,7 @@ from moegrow.growth.hybrid_rules import check_depth_kinds
 from moegrow.growth.layer_map import build_layer_map, copy_flags, preserves_order
 from moegrow.growth.routing import WidthRules, width_rules
 from moegrow.growth.spec import GrowthSpec
+from moegrow.growth.upcycle_spec import UpcycleSpec
 from moegrow.io.checkpoint import Checkpoint
 from moegrow.io.safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, TensorInfo, numel
 
@@ -37,7 +38,8 @@ class Part:
     start: int | None = None
     stop: int | None = None
     op: str = "copy"
-    """``copy``; ``noise``: add N(0, (alpha*sigma)^2); ``zero``; ``random``: N(0, std^2) rows."""
+    """``copy``; ``noise``: add N(0, (alpha*sigma)^2); ``zero``; ``random``: N(0, std^2) rows;
+    ``mean``: the mean of ``source`` and ``others``."""
     scale: float = 1.0
     """Multiplier applied after the operator (1/M on down-projections of sigmoid routers)."""
     sigma: str = "part"
@@ -46,6 +48,20 @@ class Part:
     """std of a ``random`` part (0 gives zeros)."""
     rows: int = 0
     """Output rows of a ``zero`` or ``random`` part, which read no source bytes."""
+    cols: tuple[int, int] | None = None
+    """Columns ``c0:c1`` of a 2-D source (the rows' last axis): a slice of a down-projection's
+    inputs (fine-grained upcycling). Such a part is computed in chunks of whole rows."""
+    drop: float = 0.0
+    """Drop-Upcycling: re-draw this fraction of the part's neurons (rows when ``drop_axis`` is
+    0, else columns) from N(mean, std^2) of the source tensor; needs ``cols`` (computed path)."""
+    drop_axis: int = 0
+    drop_key: str = ""
+    """Seeds which neurons are dropped: equal keys drop the same neurons."""
+    others: tuple[str, ...] = ()
+    """Tensors averaged with ``source`` by a ``mean`` part (same dtype and shape)."""
+    key: int | None = None
+    """Seeds the noise / random rows of this part instead of its index in the tensor: parts
+    with the same key draw the same values (router rows shared by a group of experts)."""
 
 
 @dataclass
@@ -65,7 +81,7 @@ class OutTensor:
 class Plan:
     source: str
     family: Family
-    spec: GrowthSpec
+    spec: GrowthSpec | UpcycleSpec
     source_config: dict
     config: dict
     config_edits: list[str]

@@ -38,6 +38,15 @@ def plan_summary(plan: Plan, seq_len: int = DEFAULT_SEQ_LEN) -> dict:
         "family": fam.name,
         "model_type": plan.source_config.get("model_type"),
         "growth": plan.spec.to_json(),
+        **common_summary(plan, before, after, counts, seq_len),
+        "layer_map": plan.layer_map,
+    }
+
+
+def common_summary(plan: Plan, before, after, counts: dict, seq_len: int) -> dict:
+    """The part of a plan summary shared by growths and upcycling: counts, parameters, FLOPs,
+    bytes, memory, config edits and exactness."""
+    return {
         "counts": counts,
         "params": {
             "total": [before.total, after.total],
@@ -50,7 +59,6 @@ def plan_summary(plan: Plan, seq_len: int = DEFAULT_SEQ_LEN) -> dict:
         "bytes_out": plan.bytes_out,
         "num_tensors": [len(plan.source_tensors), len(plan.tensors)],
         "estimated_peak_memory": estimated_peak_memory(),
-        "layer_map": plan.layer_map,
         "config_edits": plan.config_edits,
         "exact": plan.exact,
         "not_exact": plan.not_exact,
