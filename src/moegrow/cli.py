@@ -74,6 +74,11 @@ def _growth_options(p: argparse.ArgumentParser) -> None:
         "(N(0, initializer_range^2), zero biases): the random-experts baseline",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    p.add_argument(
+        "--sampler",
+        default="table",
+        help="noise sampler: table (fast, default) or torch (the bytes of earlier releases)",
+    )
 
 
 def spec_from_args(a: argparse.Namespace) -> GrowthSpec:
@@ -96,6 +101,7 @@ def spec_from_args(a: argparse.Namespace) -> GrowthSpec:
         router=a.router,
         experts=a.experts,
         seed=a.seed,
+        sampler=a.sampler,
     )
 
 

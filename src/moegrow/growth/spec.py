@@ -10,6 +10,7 @@ DEPTH_METHODS = ("interpose", "stack")
 EXPERT_ORDERS = ("append", "interleave")
 ROUTER_INITS = ("copy", "random")
 EXPERT_INITS = ("copy", "random")
+SAMPLERS = ("table", "torch")  # as in moegrow.growth.sampler (kept free of numpy imports here)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class GrowthSpec:
     seed: int = 0
     """Seed of the noise; each tensor's noise is seeded by (seed, the tensor's name in the width
     growth of the source), so the copies of a layer under depth growth carry the same noise."""
+    sampler: str = "table"
+    """How the noise and random rows are drawn: ``table`` (a counter-based hash through a table
+    of normal quantiles, fast) or ``torch`` (``torch.normal_`` per chunk: the bytes of releases
+    before the ``table`` sampler). See :mod:`moegrow.growth.sampler`."""
 
     def __post_init__(self) -> None:
         _check_int("--depth", self.depth, minimum=1)
@@ -60,6 +65,7 @@ class GrowthSpec:
         _check_choice("--expert-order", self.expert_order, EXPERT_ORDERS)
         _check_choice("--router", self.router, ROUTER_INITS)
         _check_choice("--experts", self.experts, EXPERT_INITS)
+        _check_choice("--sampler", self.sampler, SAMPLERS)
         if isinstance(self.top_k, str):
             _check_choice("--top-k", self.top_k, ("scale", "keep"))
         else:
