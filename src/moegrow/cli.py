@@ -329,18 +329,39 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-def _int_or_none(text: str | None) -> int | None:
+def _int_or_none(text: str | None, option: str = "--tokens") -> int | None:
     if text is None:
         return None
     try:
         return int(float(text))
     except ValueError:
-        raise MoegrowError(f"--tokens must be a number, got {text!r}") from None
+        raise MoegrowError(f"{option} must be a number, got {text!r}") from None
+
+
+def _float_or_none(text: str | None, option: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise MoegrowError(f"{option} must be a number, got {text!r}") from None
 
 
 def cmd_flops(a: argparse.Namespace) -> int:
-    from moegrow.ledger import flops_report, render
+    from moegrow.ledger import flops_report, record_external_training, render
 
+    if a.add_tokens is not None:
+        entry = record_external_training(
+            a.model,
+            _int_or_none(a.add_tokens, "--add-tokens") or 0,
+            started_from=a.started_from,
+            flops=_float_or_none(a.add_flops, "--add-flops"),
+            seq_len=a.seq_len,
+            note=a.note,
+        )
+        print(f"ledger: added stage train ({entry['tokens']} tokens, {entry['flops']:.3g} FLOPs)")
+    elif a.started_from or a.add_flops:
+        raise MoegrowError("--from and --add-flops go with --add-tokens N")
     report = flops_report(a.model, seq_len=a.seq_len, base_tokens=_int_or_none(a.base_tokens))
     print(json.dumps(report, indent=2) if a.json else render(report))
     return 0
@@ -489,6 +510,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--seq-len", type=int, default=4096)
     p.add_argument("--base-tokens", help="tokens a checkpoint without a ledger was trained on")
+    p.add_argument(
+        "--add-tokens",
+        metavar="N",
+        help="record in MODEL's ledger a training run outside moegrow on N tokens (torchtitan, "
+        "...); its FLOPs are moegrow's count at --seq-len unless --add-flops gives them",
+    )
+    p.add_argument("--add-flops", metavar="F", help="with --add-tokens: the FLOPs it spent")
+    p.add_argument(
+        "--from",
+        dest="started_from",
+        metavar="DIR",
+        help="with --add-tokens, for MODEL without a card: the checkpoint that training started "
+        "from (its ledger is carried)",
+    )
+    p.add_argument("--note", default="external", help="with --add-tokens: a note for the stage")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_flops)
 
