@@ -62,7 +62,10 @@ def test_resume_reproduces_uninterrupted_run_exactly(base_model, data_dir, tmp_p
         assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), name
 
 
-def test_fsdp2_two_processes_match_one(base_model, data_dir, tmp_path):
+@pytest.mark.parametrize("procs", [2, 1])
+def test_fsdp2_two_processes_match_one(base_model, data_dir, tmp_path, procs):
+    """Two processes, and one process sharded all the same (MOEGROW_FSDP=1, the FSDP2 path on
+    one GPU), match an unsharded process."""
     args = [
         "--data",
         str(data_dir),
@@ -84,12 +87,12 @@ def test_fsdp2_two_processes_match_one(base_model, data_dir, tmp_path):
         tmp_path / "one",
         TrainOptions(tokens=5 * 8 * 32, **{**FAST, "eval_tokens": 512}),
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MOEGROW_FSDP": "1"}
     cmd = [
         sys.executable,
         "-m",
         "torch.distributed.run",
-        "--nproc_per_node=2",
+        f"--nproc_per_node={procs}",
         "--standalone",  # a free port: concurrent runs must not collide
         "-m",
         "moegrow",

@@ -116,3 +116,71 @@ def with_stage(model_dir: Path, entry: dict) -> dict:
     card = dict(read_card(model_dir) or {})
     card["ledger"] = [*ledger_of(model_dir), entry]
     return card
+
+
+def record_external_training(
+    folder: str | Path,
+    tokens: int,
+    *,
+    started_from: str | Path | None = None,
+    flops: float | None = None,
+    seq_len: int = DEFAULT_SEQ_LEN,
+    note: str = "external",
+) -> dict:
+    """Append to the ledger of ``folder`` a training stage run outside moegrow (torchtitan,
+    Megatron, ...) on ``tokens`` tokens, and return the entry. Its FLOPs are ``flops`` when
+    given (the other engine's count), else moegrow's own ``flops_per_token(seq_len) x tokens``
+    for the model in ``folder``, as ``train`` counts them. A folder exported by the other
+    engine has no card: ``started_from`` names the checkpoint the training started from, whose
+    card (and ledger) it then carries; the two must have the same parameter count."""
+    from moegrow.errors import MoegrowError
+    from moegrow.io.card import CARD_NAME, read_card, write_json
+
+    folder = Path(folder)
+    if tokens <= 0:
+        raise MoegrowError(f"--add-tokens must be a positive number of tokens, got {tokens}")
+    stats = _stats(folder)
+    if read_card(folder) is None:
+        if started_from is None:
+            raise MoegrowError(
+                f"{folder / CARD_NAME}: missing; pass --from DIR, the checkpoint the external "
+                "training started from, whose ledger this checkpoint continues"
+            )
+        origin = _stats(Path(started_from))
+        if origin.total != stats.total:
+            raise MoegrowError(
+                f"--from {started_from}: {origin.total} parameters, but {folder} has "
+                f"{stats.total}; name the checkpoint the training started from"
+            )
+        card = dict(read_card(Path(started_from)) or {})
+        card["derived_from"] = str(Path(started_from).resolve())
+        base = ledger_of(Path(started_from))
+    elif started_from is not None:
+        raise MoegrowError(
+            f"{folder / CARD_NAME}: exists already and carries its ledger; leave out --from"
+        )
+    else:
+        card = dict(read_card(folder) or {})
+        base = ledger_of(folder)
+    fpt = stats.flops_per_token(seq_len)
+    entry = {
+        "stage": "train",
+        "tokens": int(tokens),
+        "flops": float(flops) if flops is not None else fpt * tokens,
+        "flops_source": "declared" if flops is not None else f"moegrow, seq_len {seq_len}",
+        "note": note,
+        "active_params": stats.active,
+    }
+    card["ledger"] = [*base, entry]
+    tmp = folder / f".{CARD_NAME}.tmp"
+    write_json(tmp, card)
+    tmp.replace(folder / CARD_NAME)
+    return entry
+
+
+def _stats(folder: Path):
+    with Checkpoint(folder) as ckpt:
+        family = family_for(ckpt.config, where=str(folder / "config.json"))
+        return param_stats(
+            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), family, ckpt.config
+        )

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from moegrow.cli.options import add_options, from_args, given, library_default, parse_count
+from moegrow.cli.options import (
+    add_options,
+    from_args,
+    given,
+    library_default,
+    parse_count,
+    user_type,
+)
 from moegrow.errors import MoegrowError
 from moegrow.flops import DEFAULT_SEQ_LEN
 
@@ -77,8 +84,20 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_flops(a: argparse.Namespace) -> int:
-    from moegrow.ledger import flops_report, render
+    from moegrow.ledger import flops_report, record_external_training, render
 
+    if a.add_tokens is not None:
+        entry = record_external_training(
+            a.model,
+            a.add_tokens,
+            started_from=a.started_from,
+            flops=a.add_flops,
+            seq_len=a.seq_len,
+            note=a.note,
+        )
+        print(f"ledger: added stage train ({entry['tokens']} tokens, {entry['flops']:.3g} FLOPs)")
+    elif a.started_from or a.add_flops:
+        raise MoegrowError("--from and --add-flops go with --add-tokens N")
     report = flops_report(a.model, seq_len=a.seq_len, base_tokens=a.base_tokens)
     print(json.dumps(report, indent=2) if a.json else render(report))
     return 0
@@ -211,9 +230,27 @@ def add_parsers(sub) -> None:
     p.add_argument("--seq-len", type=int, default=DEFAULT_SEQ_LEN)
     p.add_argument(
         "--base-tokens",
-        type=parse_count,
+        type=user_type(parse_count),
         help="tokens a checkpoint without a ledger was trained on",
     )
+    p.add_argument(
+        "--add-tokens",
+        type=user_type(parse_count),
+        metavar="N",
+        help="record in MODEL's ledger a training run outside moegrow on N tokens (torchtitan, "
+        "...); its FLOPs are moegrow's count at --seq-len unless --add-flops gives them",
+    )
+    p.add_argument(
+        "--add-flops", type=float, metavar="F", help="with --add-tokens: the FLOPs it spent"
+    )
+    p.add_argument(
+        "--from",
+        dest="started_from",
+        metavar="DIR",
+        help="with --add-tokens, for MODEL without a card: the checkpoint that training started "
+        "from (its ledger is carried)",
+    )
+    p.add_argument("--note", default="external", help="with --add-tokens: a note for the stage")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_flops)
 

@@ -184,7 +184,13 @@ def _write_shards(
 
     names = shard_names(len(shards))
     bar = tqdm(total=plan.bytes_out, unit="B", unit_scale=True, desc="grow", disable=not progress)
-    part_jobs = PartJobs(ckpt, plan.spec.noise, plan.spec.seed, lambda n: seed_name(plan, n))
+    part_jobs = PartJobs(
+        ckpt,
+        plan.spec.noise,
+        plan.spec.seed,
+        lambda n: seed_name(plan, n),
+        sampler=plan.spec.sampler,
+    )
     buffers = OutputBuffers()
     weight_map = {}
     with bar, ThreadPoolExecutor(COMPUTE_THREADS) as pool:

@@ -5,12 +5,17 @@ jobs that append bytes to the shard being written, in order:
 
 - ``Copy``: a byte range of a source file, copied by the kernel (``copy_file_range``);
 - ``Zeros``: zero bytes (zero-initialised residual projections; zero router biases);
-- ``Compute``: a function filling one chunk of bytes (noise, scaling, random rows), run on a
-  thread pool ahead of the writer (torch kernels and ``pread`` release the GIL), into one of a
-  few output buffers reused once written.
+- ``Compute``: a function filling one chunk of bytes (noise, scaling, random rows, the mean of
+  several sources, column slices, re-drawn neurons of Drop-Upcycling), run on a thread pool
+  ahead of the writer (torch kernels and ``pread`` release the GIL), into one of a few output
+  buffers reused once written.
 
-Noise for a chunk is drawn from a generator seeded by (seed, seed name of the tensor, part,
-chunk), so the bytes do not depend on the order or the parallelism in which chunks are computed.
+Noise is drawn by a sampler of :mod:`moegrow.growth.sampler`: by default element ``i`` of a
+part's noise is a pure function of (seed, seed name of the tensor, part, ``i``); with the
+``torch`` sampler a chunk's noise comes from a generator seeded by (seed, seed name, part,
+chunk). Either way the bytes do not depend on the order or the parallelism in which chunks are
+computed. A noised source range is read once (:mod:`moegrow.growth.scopes`): its std and its
+noised chunks are computed from the same bytes in memory.
 The seed name is the tensor's name in the width growth of the source alone (see
 :func:`moegrow.growth.grow.seed_name`): the copies of a layer made by depth growth then have the
 same bytes, as if depth were grown after width, and only the first is computed; the others are
@@ -33,6 +38,8 @@ import torch
 
 from moegrow.errors import GrowthError
 from moegrow.growth.plan import OutTensor, Part
+from moegrow.growth.sampler import SAMPLERS, TableSampler, stream_key
+from moegrow.growth.scopes import ScopeCache, ScopeKey
 from moegrow.io.checkpoint import Checkpoint
 from moegrow.io.safetensors_io import (
     DTYPE_SIZES,
@@ -42,6 +49,9 @@ from moegrow.io.safetensors_io import (
 
 #: Elements per compute chunk (16 MiB of float32 working memory each).
 CHUNK_ELEMENTS = 1 << 22
+#: Elements per block of a standard deviation's sums: fixed, so that the std (and so the noise)
+#: does not depend on the chunk size.
+STD_BLOCK = 1 << 22
 #: Compute chunks in flight ahead of the writer (bounds memory: a few chunks per worker).
 WINDOW = 6
 #: Threads computing chunks (torch kernels and pread release the GIL).
@@ -86,15 +96,21 @@ class PartJobs:
         noise: float,
         seed: int,
         seed_name: Callable[[str], str] = lambda name: name,
+        sampler: str = "table",
     ):
+        if sampler not in SAMPLERS:
+            raise GrowthError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        self.sampler = sampler
+        self._table = TableSampler() if sampler == "table" else None
+        self._scopes = ScopeCache()
         self.ckpt = ckpt
         self.noise = noise
         self.seed = seed
         self.seed_name = seed_name
         """The name that seeds an output tensor's noise and random rows."""
-        self._std: dict[tuple[str, int, int], tuple[float, float]] = {}
+        self._moments: dict[str, tuple[float, float]] = {}
         self._lock = Lock()
-        self._key_locks: dict[tuple[str, int, int], Lock] = {}
+        self._key_locks: dict[str, Lock] = {}
         self._local = threading.local()
         self._written: dict[tuple, tuple[Path, int]] = {}
         self._output_fds: dict[Path, int] = {}
@@ -111,6 +127,10 @@ class PartJobs:
                 return
             self._written[key] = (path, offset)
         out_row = t.nbytes // t.shape[0] if t.shape and t.shape[0] else t.nbytes
+        for part in t.parts:  # the tensor's noise jobs hold their source ranges from now on
+            if part.op == "noise":
+                step = CHUNK_ELEMENTS * self.ckpt.tensors[part.source].itemsize  # type: ignore[index]
+                self._scopes.hold(self._scope(part), len(range(0, self._byte_range(part)[1], step)))
         for index, part in enumerate(t.parts):
             if part.op == "zero":
                 yield Zeros(part.rows * out_row)
@@ -137,6 +157,13 @@ class PartJobs:
             os.close(fd)
         self._output_fds.clear()
 
+    def _scope(self, part: Part) -> ScopeKey:
+        """The source range whose std sets a noise part's noise: the part, or its whole source."""
+        info = self.ckpt.tensors[part.source]  # type: ignore[index]
+        if part.sigma == "source":
+            return info.name, 0, info.nbytes
+        return info.name, *self._byte_range(part)
+
     def _byte_range(self, part: Part) -> tuple[int, int]:
         info = self.ckpt.tensors[part.source]  # type: ignore[index]
         if part.start is None:
@@ -154,26 +181,23 @@ class PartJobs:
         if part.op == "copy" and part.scale == 1.0:
             yield Copy(self.ckpt.fd(info), info.offset + offset, nbytes)
             return
-        if part.op == "noise":
-            scope = (0, info.nbytes) if part.sigma == "source" else (offset, nbytes)
         step = CHUNK_ELEMENTS * info.itemsize
-        for chunk, pos in enumerate(range(offset, offset + nbytes, step)):
+        if part.op == "noise":
+            scope = self._scope(part)
+            for chunk, pos in enumerate(range(offset, offset + nbytes, step)):
+                n = min(step, offset + nbytes - pos)
+                yield Compute(self._noise_job(t, index, part, scope, chunk, pos - offset, n), n)
+            return
+        for pos in range(offset, offset + nbytes, step):
             n = min(step, offset + nbytes - pos)
 
-            def fn(out: memoryview, pos=pos, n=n, chunk=chunk) -> None:
-                # the std first: measuring it uses this thread's buffers too
-                std = self.noise * self.std(info.name, *scope) if part.op == "noise" else 0.0
+            def fn(out: memoryview, pos=pos, n=n) -> None:
                 raw = self._buffers()[0][:n]
                 self.ckpt.read_into(info.name, pos, raw)
                 x = to_torch(raw, info.dtype)
                 if part.op == "mean":
                     x = self._mean(x, raw, part, pos)
-                if part.op == "noise":
-                    seed = noise_seed(self.seed, self.seed_name(t.name), index, chunk)
-                    x = self._noised(x, std, torch.Generator().manual_seed(seed))
-                if part.scale != 1.0:
-                    x = _scaled(x, part.scale, info.name)
-                to_torch(out, info.dtype).copy_(x)
+                to_torch(out, info.dtype).copy_(_scaled(x, part.scale, info.name))
 
             yield Compute(fn, n)
 
@@ -201,8 +225,8 @@ class PartJobs:
 
             def fn(out: memoryview, r=r, n=n, chunk=chunk) -> None:
                 # statistics first: measuring them uses this thread's buffers too
-                std = self.noise * self.std(info.name, 0, info.nbytes) if part.op == "noise" else 0
-                moments = self.moments(info.name, 0, info.nbytes) if part.drop else (0.0, 0.0)
+                needs_moments = part.op == "noise" or part.drop
+                mean, std = self.moments(info.name) if needs_moments else (0.0, 0.0)
                 raw = self._buffers()[0]
                 if raw.nbytes < n * row_bytes:  # a single row wider than a chunk
                     raw = memoryview(bytearray(n * row_bytes))
@@ -211,11 +235,12 @@ class PartJobs:
                 x = to_torch(raw, info.dtype, (n, info.shape[1]))[:, c0:c1]
                 x = x.to(_work_dtype(x)) if part.op == "noise" or part.scale != 1.0 else x
                 if part.op == "noise":
-                    seed = noise_seed(self.seed, self.seed_name(t.name), index, chunk)
-                    noise = torch.empty_like(x).normal_(0.0, std, generator=_gen(seed))
-                    x = x + noise
+                    noise = torch.empty(x.numel(), dtype=torch.float32)
+                    first = (r - r0) * (c1 - c0)
+                    self._draw(t, index, chunk, first)(noise, self.noise * std)
+                    x = x + noise.view(x.shape).to(x.dtype)
                 if part.drop:
-                    x = self._dropped(x, part, moments, t, index, chunk, r - r0)
+                    x = self._dropped(x, part, (mean, std), t, index, chunk, r - r0)
                 if part.scale != 1.0:
                     x = x * part.scale
                 to_torch(out, info.dtype, (n, c1 - c0)).copy_(x)
@@ -242,15 +267,61 @@ class PartJobs:
             x[:, dropped] = fresh[:, dropped].to(x.dtype)
         return x
 
-    def _noised(self, x: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
-        """``x`` plus N(0, std^2) noise drawn from ``gen``, in the work precision (float32, or
-        float64 for float64 weights), computed in this thread's buffers."""
+    def _noise_job(
+        self, t: OutTensor, index: int, part: Part, scope: ScopeKey, chunk: int, at: int, n: int
+    ) -> Callable[[memoryview], None]:
+        """The job filling the ``n`` bytes of chunk ``chunk`` of a noised part, ``at`` bytes
+        from the part's start; it holds ``scope``, the source range whose std sets the noise."""
+        info = self.ckpt.tensors[part.source]  # type: ignore[index]
+        start = self._byte_range(part)[0] + at - scope[1]  # of the chunk, in the scope's bytes
+
+        def fn(out: memoryview) -> None:
+            try:
+                raw, std = self._scopes.get(scope, self._load_scope)
+                x = to_torch(raw[start : start + n], info.dtype)
+                draw = self._draw(t, index, chunk, at // info.itemsize)
+                dest = to_torch(out, info.dtype)
+                if part.scale == 1.0 and dest.dtype != torch.float64:
+                    self._noised(x, self.noise * std, draw, dest)
+                else:
+                    y = self._noised(x, self.noise * std, draw)
+                    dest.copy_(_scaled(y, part.scale, info.name) if part.scale != 1.0 else y)
+            finally:
+                self._scopes.release(scope)
+
+        return fn
+
+    def _draw(
+        self, t: OutTensor, index: int, chunk: int, first: int
+    ) -> Callable[[torch.Tensor, float], None]:
+        """What fills a buffer with the N(0, std^2) samples of one chunk of part ``index`` of
+        ``t``, whose first element is element ``first`` of the part."""
+        name = self.seed_name(t.name)
+        if self._table is None:
+            seed = noise_seed(self.seed, name, index, chunk)
+            return lambda buf, std: buf.normal_(
+                0.0, std, generator=torch.Generator().manual_seed(seed)
+            )
+        key, table = stream_key(self.seed, name, index), self._table
+        return lambda buf, std: table.fill(buf.numpy(), key, first, std)
+
+    def _noised(
+        self,
+        x: torch.Tensor,
+        std: float,
+        draw: Callable[[torch.Tensor, float], None],
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``x`` plus N(0, std^2) noise filled in by ``draw``, summed in the work precision
+        (float32, or float64 for float64 weights) in this thread's buffers, and rounded into
+        ``out`` when given."""
         if x.dtype == torch.float64:
             y, noise = torch.empty_like(x), torch.empty_like(x)
         else:
             _, y, noise = (b[: x.numel()] for b in self._buffers())
-        noise.normal_(0.0, std, generator=gen)
-        return y.copy_(x).add_(noise)
+        draw(noise, std)
+        y.copy_(x).add_(noise)  # three plain kernels: a mixed-dtype add is 50 x slower here
+        return y if out is None else out.copy_(y)
 
     def _buffers(self) -> tuple[memoryview, torch.Tensor, torch.Tensor]:
         """This thread's read buffer and two float32 work buffers, allocated once: nothing is
@@ -258,38 +329,44 @@ class PartJobs:
         chunks pass through."""
         if not hasattr(self._local, "raw"):
             self._local.raw = memoryview(bytearray(CHUNK_ELEMENTS * 8))
-            self._local.work = torch.empty(2, CHUNK_ELEMENTS, dtype=torch.float32)
+            self._local.work = torch.empty(2, max(CHUNK_ELEMENTS, STD_BLOCK), dtype=torch.float32)
         return self._local.raw, self._local.work[0], self._local.work[1]
 
-    def std(self, name: str, offset: int, nbytes: int) -> float:
-        """Standard deviation of a byte range of a float tensor; computed once per range even
-        when several chunks ask for it at the same time."""
-        return self.moments(name, offset, nbytes)[1]
+    def _load_scope(self, scope: ScopeKey, view: memoryview) -> float:
+        """Read a source range into ``view`` and return its standard deviation, computed block
+        by block while each block is in the cache (see :meth:`_block_moments`)."""
+        name, offset, nbytes = scope
+        step = STD_BLOCK * self.ckpt.tensors[name].itemsize
+        return self._block_moments(name, offset, nbytes, lambda at: view[at : at + step])[1]
 
-    def moments(self, name: str, offset: int, nbytes: int) -> tuple[float, float]:
-        """Mean and standard deviation of a byte range of a float tensor (computed once)."""
-        key = (name, offset, nbytes)
+    def moments(self, name: str) -> tuple[float, float]:
+        """Mean and standard deviation of a whole float tensor, read once through this thread's
+        buffer and kept (column slices and Drop-Upcycling need those of the whole source)."""
         with self._lock:
-            key_lock = self._key_locks.setdefault(key, Lock())
+            key_lock = self._key_locks.setdefault(name, Lock())
         with key_lock:
-            if key not in self._std:
-                self._std[key] = self._compute_moments(name, offset, nbytes)
-            return self._std[key]
+            if name not in self._moments:
+                info = self.ckpt.tensors[name]
+                raw = self._buffers()[0][: STD_BLOCK * info.itemsize]
+                self._moments[name] = self._block_moments(name, 0, info.nbytes, lambda at: raw)
+            return self._moments[name]
 
-    def _compute_moments(self, name: str, offset: int, nbytes: int) -> tuple[float, float]:
-        """Streamed through this thread's buffers: each chunk is shifted by the first chunk's
-        mean (so the sums do not cancel) and summed in float32 (pairwise sums, a BLAS dot),
-        the chunks' sums are accumulated in float64."""
+    def _block_moments(
+        self, name: str, offset: int, nbytes: int, block_at: Callable[[int], memoryview]
+    ) -> tuple[float, float]:
+        """Mean and std of a byte range, read block by block into ``block_at(position)``: each
+        block is shifted by the first block's mean (so the sums do not cancel) and summed in
+        float32 (pairwise sums, a BLAS dot), the blocks' sums accumulated in float64."""
         info = self.ckpt.tensors[name]
-        step = CHUNK_ELEMENTS * info.itemsize
-        raw, work, _ = self._buffers()
+        step = STD_BLOCK * info.itemsize
+        work = self._buffers()[1]
         shift: float | None = None
         total = total_sq = 0.0
         count = 0
-        for pos in range(offset, offset + nbytes, step):
-            n = min(step, offset + nbytes - pos)
-            self.ckpt.read_into(name, pos, raw[:n])
-            x = to_torch(raw[:n], info.dtype)
+        for at in range(0, nbytes, step):
+            block = block_at(at)[: min(step, nbytes - at)]
+            self.ckpt.read_into(name, offset + at, block)
+            x = to_torch(block, info.dtype)
             w = x.double() if x.dtype == torch.float64 else work[: x.numel()].copy_(x)
             if shift is None:
                 shift = float(w.mean())
@@ -310,11 +387,10 @@ class PartJobs:
         for chunk, pos in enumerate(range(0, nbytes, step)):
 
             def fn(out: memoryview, chunk=chunk) -> None:
-                seed = noise_seed(self.seed, self.seed_name(t.name), index, chunk)
-                gen = torch.Generator().manual_seed(seed)
                 dest = to_torch(out, t.dtype)
                 values = self._buffers()[2][: dest.numel()]  # float32 samples
-                dest.copy_(values.normal_(0.0, part.std, generator=gen))
+                self._draw(t, index, chunk, chunk * CHUNK_ELEMENTS)(values, part.std)
+                dest.copy_(values)
 
             yield Compute(fn, min(step, nbytes - pos))
 

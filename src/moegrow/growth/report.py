@@ -12,13 +12,32 @@ from moegrow.growth.plan import Plan
 BASELINE_RSS = 300 * 2**20
 
 
-def estimated_peak_memory() -> int:
+def estimated_peak_memory(largest_noised: int = 0) -> int:
     """Peak resident memory of a growth, whatever the model or shard size: the interpreter,
-    each compute thread's reusable read buffer (8 B/element) and two float32 work buffers, and
-    the reused output buffers of the chunks in flight (float32 chunks; bf16 ones take half).
-    (Measured 0.42 GB for a 23 GB output on 2 cores; this estimate then says 0.55 GB.)"""
+    each compute thread's reusable read buffer (8 B/element) and two float32 work buffers, the
+    reused output buffers of the chunks in flight (float32 chunks; bf16 ones take half), and two
+    source ranges of ``largest_noised`` bytes read once for their noise (see ``scopes.py``).
+    (Measured 0.42 GB for a 23 GB output on 2 cores before ranges were read once; this
+    estimate then said 0.55 GB.)"""
     per_thread = CHUNK_ELEMENTS * (8 + 4 + 4)
-    return BASELINE_RSS + COMPUTE_THREADS * per_thread + WINDOW * CHUNK_ELEMENTS * 4
+    return (
+        BASELINE_RSS
+        + COMPUTE_THREADS * per_thread
+        + WINDOW * CHUNK_ELEMENTS * 4
+        + 2 * largest_noised
+    )
+
+
+def largest_noised_range(plan: Plan) -> int:
+    """Bytes of the largest source tensor a noise part reads from (an upper bound on the range
+    it reads at once; 0 without noise)."""
+    sizes = [
+        plan.source_tensors[p.source].nbytes
+        for t in plan.tensors
+        for p in t.parts
+        if p.op == "noise" and p.source is not None
+    ]
+    return max(sizes, default=0)
 
 
 def plan_summary(plan: Plan, seq_len: int = DEFAULT_SEQ_LEN) -> dict:
@@ -58,7 +77,8 @@ def common_summary(plan: Plan, before, after, counts: dict, seq_len: int) -> dic
         "bytes_in": plan.bytes_in,
         "bytes_out": plan.bytes_out,
         "num_tensors": [len(plan.source_tensors), len(plan.tensors)],
-        "estimated_peak_memory": estimated_peak_memory(),
+        "estimated_peak_memory": estimated_peak_memory(largest_noised_range(plan)),
+        "layer_map": plan.layer_map,
         "config_edits": plan.config_edits,
         "exact": plan.exact,
         "not_exact": plan.not_exact,

@@ -12,12 +12,14 @@ ExpertOrder = Literal["append", "interleave"]
 RouterInit = Literal["copy", "random"]
 ExpertInit = Literal["copy", "random"]
 TopKRule = Literal["scale", "keep"]
+Sampler = Literal["table", "torch"]  # as in moegrow.growth.sampler (no numpy import here)
 
 DEPTH_METHODS: tuple[str, ...] = get_args(DepthMethod)
 EXPERT_ORDERS: tuple[str, ...] = get_args(ExpertOrder)
 ROUTER_INITS: tuple[str, ...] = get_args(RouterInit)
 EXPERT_INITS: tuple[str, ...] = get_args(ExpertInit)
 TOP_K_RULES: tuple[str, ...] = get_args(TopKRule)
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,10 @@ class GrowthSpec:
     seed: int = 0
     """Seed of the noise; each tensor's noise is seeded by (seed, the tensor's name in the width
     growth of the source), so the copies of a layer under depth growth carry the same noise."""
+    sampler: Sampler = "table"
+    """How the noise and random rows are drawn: ``table`` (a counter-based hash through a table
+    of normal quantiles, fast) or ``torch`` (``torch.normal_`` per chunk: the bytes of releases
+    before the ``table`` sampler). See :mod:`moegrow.growth.sampler`."""
 
     def __post_init__(self) -> None:
         _check_int("--depth", self.depth, minimum=1)
@@ -68,6 +74,7 @@ class GrowthSpec:
         _check_choice("--expert-order", self.expert_order, EXPERT_ORDERS)
         _check_choice("--router", self.router, ROUTER_INITS)
         _check_choice("--experts", self.experts, EXPERT_INITS)
+        _check_choice("--sampler", self.sampler, SAMPLERS)
         if isinstance(self.top_k, str):
             _check_choice("--top-k", self.top_k, TOP_K_RULES)
         else:

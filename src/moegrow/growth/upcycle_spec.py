@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal, get_args
 
 from moegrow.errors import GrowthError
+from moegrow.growth.spec import SAMPLERS, Sampler
 
 UpcycleRouter = Literal["random", "zero"]
 Merge = Literal["average", "first"]
@@ -46,6 +47,8 @@ class UpcycleSpec:
     """Target model_type (None: the source's MoE twin)."""
     seed: int = 0
     """Seed of the noise, the dropped neurons and the random router rows."""
+    sampler: Sampler = "table"
+    """How noise and random router rows are drawn (see ``moegrow grow --sampler``)."""
     base_tokens: int | None = None
     """Tokens the dense source was trained on, recorded as sunk cost when it has no ledger."""
 
@@ -55,6 +58,10 @@ class UpcycleSpec:
         _positive("--granularity", self.granularity)
         if self.seed < 0:
             raise GrowthError(f"--seed must be an integer >= 0, got {self.seed!r}")
+        if self.sampler not in SAMPLERS:
+            raise GrowthError(
+                f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}"
+            )
         if self.router not in ROUTER_INITS:
             raise GrowthError(
                 f"--router must be one of {', '.join(ROUTER_INITS)}, got {self.router!r}"

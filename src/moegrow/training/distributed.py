@@ -13,6 +13,14 @@ import os
 import torch
 import torch.distributed as dist
 
+#: Set to 1 to shard with FSDP2 even in a world of one process (``torchrun --nproc_per_node 1``):
+#: the sharded code path on one GPU, for checks and profiles.
+FORCE_ENV = "MOEGROW_FSDP"
+
+
+def forced() -> bool:
+    return os.environ.get(FORCE_ENV) == "1"
+
 
 def world() -> tuple[int, int]:
     """(rank, world size) of this process."""
@@ -24,7 +32,10 @@ def world() -> tuple[int, int]:
 def init_from_env(device: torch.device) -> torch.device:
     """Join the process group torchrun describes in the environment; returns this rank's
     device (CUDA ranks use their LOCAL_RANK GPU)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if dist.is_initialized() or world_size < 1 or (world_size == 1 and not forced()):
+        return device
+    if world_size == 1 and "MASTER_ADDR" not in os.environ:  # forced, but not under torchrun
         return device
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
@@ -34,9 +45,15 @@ def init_from_env(device: torch.device) -> torch.device:
     return device
 
 
+def sharded() -> bool:
+    """Whether :func:`shard` shards (more than one process, or :data:`FORCE_ENV` under
+    torchrun)."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def shard(model) -> None:
     """FSDP2: shard each decoder layer, then the root."""
-    if world()[1] == 1:
+    if not sharded():
         return
     from torch.distributed.fsdp import fully_shard
 

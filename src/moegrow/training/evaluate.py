@@ -61,7 +61,7 @@ def validation_loss(
         rows = torch.stack([torch.from_numpy(split.window(s, seq_len + 1)) for s in starts])
         rows = rows.long().to(device)
         if next_token_loss is None:
-            next_token_loss = NextTokenLoss(model, rows[:1, :-1], fused=ddp.world()[1] == 1)
+            next_token_loss = NextTokenLoss(model, rows[:1, :-1], fused=not ddp.sharded())
             if capture is not None:
                 capture.take()  # the check's forward passes
         with torch.autocast("cuda", torch.bfloat16, enabled=autocast):
