@@ -352,3 +352,35 @@ def test_verify_builds_wrappers(tiny, tmp_path, family):
     grow(src, tmp_path / "out", SPECS["both"], progress=False)
     r = verify(src, tmp_path / "out")
     assert r.expected_exact is True and r.ok and r.max_abs_diff <= r.tolerance
+
+
+#: Families whose fused in-memory expert layout transformers also loads from disk unchanged.
+FUSED_LAYOUT = ["jamba", "lfm2_moe", "qwen3_next", "qwen3_5_moe_text", "qwen3_5_moe"]
+
+
+@pytest.mark.parametrize("family", FUSED_LAYOUT)
+def test_fused_layout_on_disk_is_grown_as_it_is(tiny, tmp_path, family):
+    """A checkpoint holding the experts fused (as transformers holds them in memory, and as some
+    releases store them) grows exactly and stays fused."""
+    from safetensors.torch import save_file
+    from tiny_models import build_model
+
+    per_expert = tiny(family)
+    fused = tmp_path / "fused"
+    fused.mkdir()
+    shutil.copy(per_expert / "config.json", fused / "config.json")
+    state = {k: v.contiguous() for k, v in build_model(family).state_dict().items()}
+    assert any(k.endswith("experts.gate_up_proj") for k in state)
+    save_file(state, fused / "model.safetensors", metadata={"format": "pt"})
+    ids = sample_ids()
+    ref = logits(per_expert, ids)
+    model, info = _load(fused)
+    assert not any(info.values()), info
+    assert (model_logits(model, ids) - ref).abs().max().item() == 0.0
+    out = tmp_path / "out"
+    result = grow(fused, out, _spec(family, "both"), progress=False)
+    assert result.plan.exact, result.plan.not_exact
+    assert not any(".experts.0." in n for n in read_tensors(out))
+    model, info = _load(out)
+    assert not any(info.values()), info
+    assert (model_logits(model, ids) - ref).abs().max().item() <= TOL

@@ -3,7 +3,8 @@
 under ``text_config``): gated-delta-net linear attention (``linear_attn.out_proj``) and gated
 full attention per ``layer_types`` (release configs give ``full_attention_interval`` instead,
 made explicit before depth growth); Qwen2-MoE experts per expert on disk with a
-sigmoid-gated shared expert; softmax, top-k, renormalised (Qwen3-Next per
+sigmoid-gated shared expert (or fused, as transformers holds them in memory); softmax, top-k,
+renormalised (Qwen3-Next per
 ``norm_topk_prob``)."""
 
 from dataclasses import replace
@@ -14,12 +15,14 @@ _EXPERTS = Experts(
     count_keys=("num_experts", "num_local_experts"),
     top_k_keys=("num_experts_per_tok",),
     per_expert=("mlp.experts.{e}.*",),
-    down=("mlp.experts.{e}.down_proj.*",),
+    fused=("mlp.experts.gate_up_proj*", "mlp.experts.down_proj*"),  # the in-memory layout
+    down=("mlp.experts.{e}.down_proj.*", "mlp.experts.down_proj*"),
 )
 _RESIDUAL = (
     "self_attn.o_proj.*",
     "linear_attn.out_proj.*",
     "mlp.experts.{e}.down_proj.*",
+    "mlp.experts.down_proj*",
     "mlp.shared_expert.down_proj.*",
     "mlp.down_proj.*",
 )
