@@ -384,3 +384,26 @@ def test_fused_layout_on_disk_is_grown_as_it_is(tiny, tmp_path, family):
     model, info = _load(out)
     assert not any(info.values()), info
     assert (model_logits(model, ids) - ref).abs().max().item() <= TOL
+
+
+def test_ignored_mtp_module_is_copied_and_said(tiny, tmp_path):
+    """Qwen3-Next's multi-token-prediction weights (``mtp.*``, which transformers does not load)
+    are copied byte for byte, and the plan says they are not grown with the model."""
+    from safetensors.torch import save_file
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny("qwen3_next"), src)
+    tensors = read_tensors(src)
+    mtp = {
+        "mtp." + k.removeprefix("model."): v.clone()
+        for k, v in tensors.items()
+        if k.startswith("model.layers.0.")
+    }
+    save_file({**tensors, **mtp}, src / "model.safetensors", metadata={"format": "pt"})
+    result = grow(src, tmp_path / "out", SPECS["both"], progress=False)
+    assert result.plan.exact
+    assert any("under mtp." in note and "not widened" in note for note in result.plan.notes)
+    after = read_tensors(tmp_path / "out")
+    assert all(after[k].equal(v) for k, v in mtp.items())
+    ids = sample_ids()
+    assert (logits(tmp_path / "out", ids) - logits(src, ids)).abs().max().item() <= TOL

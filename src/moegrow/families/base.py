@@ -107,6 +107,10 @@ class Family:
     layer_types_cycle: tuple[str, ...] = ()
     """The cycle of layer kinds the config class repeats when config.json has no
     ``layer_types`` (LaRA-mini); made explicit before depth growth."""
+    ignored_prefixes: tuple[str, ...] = ()
+    """Tensor-name prefixes of modules stored beside the model that transformers does not load
+    (``mtp.``: Qwen3-Next's and Nemotron-H's multi-token prediction): copied unchanged, never
+    widened or deepened; the plan says so."""
     buffers: tuple[str, ...] = ()
     """Templates of persistent buffers stored beside the weights (MiniMax's lightning-attention
     decays): copied like any tensor, not counted as parameters."""

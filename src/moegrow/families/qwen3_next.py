@@ -41,6 +41,7 @@ QWEN3_NEXT = Family(
     required_layer=("input_layernorm.weight", "post_attention_layernorm.weight"),
     layer_index_lists=("mlp_only_layers",),
     index_rules=("full_attention_interval", "decoder_sparse_step"),
+    ignored_prefixes=("mtp.",),
 )
 
 QWEN3_5_MOE_TEXT = replace(

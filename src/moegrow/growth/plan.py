@@ -273,6 +273,13 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
     init_std = float(family.text_of(cfg).get("initializer_range") or RANDOM_ROUTER_STD)
     builder = _TensorBuilder(family, spec, rules, expert_map, init_std)
     out: list[OutTensor] = []
+    ignored = [t.name for t in globals_ if t.name.startswith(family.ignored_prefixes or ("\0",))]
+    if ignored and (spec.grows_width or spec.grows_depth):
+        notes.append(
+            f"{len(ignored)} tensor(s) under {', '.join(family.ignored_prefixes)} (a module "
+            "transformers does not load, e.g. multi-token prediction) are copied unchanged: not "
+            "widened or deepened with the model"
+        )
     for info in sorted(globals_, key=lambda t: (not _is_input_side(t.name), t.name)):
         out.append(OutTensor(info.name, info.dtype, info.shape, [Part(info.name)]))
     new_n = len(layer_map)
