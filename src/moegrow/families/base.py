@@ -98,7 +98,8 @@ class Family:
     ``num_dense_layers``) or that describe a period of layer kinds (``full_attention_interval``,
     ``layer_group_size``, ``mlp_layer_types`` from ``first_k_dense_replace``,
     ``linear_attn_config``, ``hybrid_override_pattern``, ``jamba_periods``); each is handled in
-    :mod:`moegrow.growth.config_edit`."""
+    :mod:`moegrow.growth.config_edit` or :mod:`moegrow.growth.hybrid_rules`, and read back by
+    :mod:`moegrow.families.kinds`."""
     mtp_key: str | None = None
     """Config key counting multi-token-prediction layers stored after the main layers."""
     post_norm_key: tuple[str, str] | None = None

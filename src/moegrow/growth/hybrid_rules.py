@@ -109,9 +109,10 @@ def _remap_period(
     solved = solve_period(wanted)
     if solved is None:
         marked = [j for j, k in enumerate(wanted) if k]
+        what = "attention" if period_key.startswith("attn") else "MoE"
         raise GrowthError(
-            f"config.json: {period_key}={period}, {offset_key}={offset} cannot express the grown "
-            f"layer map (layers {marked[:6]} would need to be marked) and the config accepts no "
+            f"config.json: {period_key}={period}, {offset_key}={offset}: no period describes the "
+            f"grown stack, whose {what} layers would be {marked[:6]}, and the config accepts no "
             "explicit list; use --depth-method stack with a layer count that is a multiple of "
             f"{period_key}, or a --layer-map that keeps a period"
         )

@@ -273,7 +273,11 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
     init_std = float(family.text_of(cfg).get("initializer_range") or RANDOM_ROUTER_STD)
     builder = _TensorBuilder(family, spec, rules, expert_map, init_std)
     out: list[OutTensor] = []
-    ignored = [t.name for t in globals_ if t.name.startswith(family.ignored_prefixes or ("\0",))]
+    ignored = [
+        t.name
+        for t in globals_
+        if family.ignored_prefixes and t.name.startswith(family.ignored_prefixes)
+    ]
     if ignored and (spec.grows_width or spec.grows_depth):
         notes.append(
             f"{len(ignored)} tensor(s) under {', '.join(family.ignored_prefixes)} (a module "
