@@ -56,6 +56,7 @@ FAMILIES: dict[str, str] = {
     "lfm2_moe": "lfm2_moe",
     "minimax": "minimax",
     "lara_mini": "lara_mini",
+    "inkling2_text": "inkling2_text",
     # multimodal wrappers: the text tower under a prefix, its config under text_config
     "qwen3_5_moe": "qwen3_5_moe",
     "llama4": "llama4",
@@ -93,6 +94,7 @@ HYBRID_FAMILIES: tuple[str, ...] = (
     "lfm2_moe",
     "minimax",
     "lara_mini",
+    "inkling2_text",
 )
 #: Multimodal wrappers: family -> (text family, tiny vision config, wrapper config).
 WRAPPED_FAMILIES: dict[str, tuple[str, dict, dict]] = {
@@ -443,6 +445,21 @@ def _hybrid_config(family: str, n: int) -> dict:
             num_experts=NUM_EXPERTS,
             shared_expert_intermediate_size=SHARED_FFN,
             sliding_window=4,
+        )
+    if family == "inkling2_text":  # sliding + full attention, attention residuals in blocks of 2
+        return dict(
+            unpadded_vocab_size=VOCAB,
+            n_routed_experts=NUM_EXPERTS,
+            num_experts_per_tok=TOP_K,
+            moe_intermediate_size=EXPERT_FFN,
+            swa_num_attention_heads=HEADS,
+            swa_num_key_value_heads=KV_HEADS,
+            swa_head_dim=HEAD_DIM,
+            sliding_window_size=4,
+            d_rel=4,
+            rel_extent=8,
+            n_layers_per_attn_res_block=2,
+            layer_types=_alternate(n, "hybrid_sliding", "hybrid"),
         )
     if family == "minimax":
         return dict(

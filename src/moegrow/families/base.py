@@ -119,6 +119,8 @@ class Family:
     """Path in config.json to a list whose length k is the number of first text layers after
     which a wrapper adds features by layer index (Qwen3-VL's ``deepstack_visual_indexes``):
     depth growth preserves image inputs only if output layers 0..k-1 are source layers 0..k-1."""
+    depth_refused: str = ""
+    """Why depth growth cannot be done at all in this family (empty where it can): refused."""
     depth_not_exact: str = ""
     """Why a zero-initialised depth copy is not an identity in this family whatever its config
     (empty where it is): the plan says so and the growth is not marked exact."""

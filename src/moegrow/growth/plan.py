@@ -226,6 +226,8 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
     n_mtp = num_mtp_layers(cfg, family)
     globals_, layers = split_layers(ckpt, family)
 
+    if spec.grows_depth and family.depth_refused:
+        raise GrowthError(f"--depth: {family.name}: {family.depth_refused}")
     layer_map = build_layer_map(n, spec) if spec.grows_depth else list(range(n))
     copies = copy_flags(layer_map)
     editor = ConfigEditor(cfg, scope=family.text_config)
