@@ -1,8 +1,9 @@
 """Tiny random Hugging Face checkpoints for moegrow tests.
 
 Plain helper module (not a test file).  ``make_tiny(family, path)`` builds a deterministic,
-tiny model of one of 15 families with ``transformers`` and writes it with ``save_pretrained``
-(``config.json`` + ``model.safetensors``, the on-disk / hub tensor layout).
+tiny model of one of the families in ``FAMILIES`` (MoE, dense, hybrid stacks and multimodal
+wrappers) with ``transformers`` and writes it with ``save_pretrained`` (``config.json`` +
+``model.safetensors``, the on-disk / hub tensor layout).
 
 Every fixture deliberately exercises the features a grower has to get right:
 
@@ -13,6 +14,8 @@ Every fixture deliberately exercises the features a grower has to get right:
   ``first_k_dense_replace``; Llama 4 ``moe_layers``), shared experts, attention / q-k-v / lm-head
   biases, QK norms, tied embeddings (GraniteMoE), per-layer ``layer_types`` (gpt-oss sliding,
   Llama 4 chunked attention), Llama 4 ``no_rope_layers``;
+* hybrid stacks whose layer kinds alternate (Mamba / linear attention / short convolution /
+  sliding / full attention, dense / MoE) and multimodal wrappers with a tiny vision tower;
 * distinct widths (hidden 64, dense MLP 56, expert 24 (fused gate+up 48), shared expert 40,
   vocab 128, 4 experts) so that a tensor put in the wrong slot, or a fused gate/up tensor
   transposed, has the wrong shape.
