@@ -29,7 +29,7 @@ from moegrow.families import (
     qwen3_next,
     qwen3_vl_moe,
 )
-from moegrow.families.base import Experts, Family, Router
+from moegrow.families.base import Experts, Family, LayerPeriod, Router
 
 FAMILIES: tuple[Family, ...] = (
     mixtral.FAMILY,
@@ -81,4 +81,4 @@ def family_for(config: dict, *, where: str = "config.json") -> Family:
     return family
 
 
-__all__ = ["BY_MODEL_TYPE", "FAMILIES", "Experts", "Family", "Router", "family_for"]
+__all__ = ["BY_MODEL_TYPE", "FAMILIES", "Experts", "Family", "LayerPeriod", "Router", "family_for"]

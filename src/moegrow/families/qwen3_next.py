@@ -9,7 +9,7 @@ renormalised (Qwen3-Next per
 
 from dataclasses import replace
 
-from moegrow.families.base import Experts, Family, Router, multimodal
+from moegrow.families.base import Experts, Family, LayerPeriod, Router, multimodal
 
 _EXPERTS = Experts(
     count_keys=("num_experts", "num_local_experts"),
@@ -40,7 +40,10 @@ QWEN3_NEXT = Family(
     residual=_RESIDUAL,
     required_layer=("input_layernorm.weight", "post_attention_layernorm.weight"),
     layer_index_lists=("mlp_only_layers",),
-    index_rules=("full_attention_interval", "decoder_sparse_step"),
+    index_rules=("decoder_sparse_step",),
+    layer_types_period=LayerPeriod(
+        "full_attention_interval", "linear_attention", "full_attention", default=4, drop=True
+    ),
     ignored_prefixes=("mtp.",),
 )
 
@@ -50,7 +53,7 @@ QWEN3_5_MOE_TEXT = replace(
     model_types=("qwen3_5_moe_text",),
     router=Router(weight="mlp.gate.weight", scoring="softmax", renormalize=True),
     layer_index_lists=(),
-    index_rules=("full_attention_interval",),
+    index_rules=(),
 )
 
 QWEN3_5_MOE = multimodal(
