@@ -90,3 +90,29 @@ def test_flops_count_attention_only_where_layers_attend(tiny, family_name, expec
     without = stats.flops_per_token(4096) - expected * width_term
     assert stats.flops_per_token(8192) - stats.flops_per_token(4096) == expected * width_term
     assert without > 0
+
+
+def test_a_declared_period_becomes_an_explicit_list():
+    """A sliding-window period given as data (as ``global_attn_every_n_layers`` would be) is
+    written as the explicit ``layer_types`` before depth growth, and each layer keeps its kind."""
+    from moegrow.families.base import Family, LayerPeriod
+    from moegrow.growth.config_edit import ConfigEditor, edit_depth
+
+    family = Family(
+        name="periodic",
+        model_types=(),
+        residual=("self_attn.o_proj.*",),
+        layer_types_period=LayerPeriod(
+            "global_attn_every_n_layers", "sliding_attention", "full_attention", default=4
+        ),
+    )
+    source = {"num_hidden_layers": 4, "global_attn_every_n_layers": 2}
+    ed = ConfigEditor(source)
+    layer_map = [0, 0, 1, 1, 2, 2, 3, 3]
+    edit_depth(ed, family, layer_map)
+    s, f = "sliding_attention", "full_attention"
+    assert ed.config["layer_types"] == [s, s, f, f, s, s, f, f]
+    assert ed.config["global_attn_every_n_layers"] == 2  # a field of the class, overridden
+    check_depth_kinds(source, ed.config, family, layer_map, 4)
+    before = layer_kinds({"num_hidden_layers": 4}, family, 4)  # the class's default period 4
+    assert [dict(k)["layer_types"] for k in before] == [s, s, s, f]

@@ -1,8 +1,9 @@
 """Tiny random Hugging Face checkpoints for moegrow tests.
 
 Plain helper module (not a test file).  ``make_tiny(family, path)`` builds a deterministic,
-tiny model of one of 15 families with ``transformers`` and writes it with ``save_pretrained``
-(``config.json`` + ``model.safetensors``, the on-disk / hub tensor layout).
+tiny model of one of the families in ``FAMILIES`` (MoE, dense, hybrid stacks and multimodal
+wrappers) with ``transformers`` and writes it with ``save_pretrained`` (``config.json`` +
+``model.safetensors``, the on-disk / hub tensor layout).
 
 Every fixture deliberately exercises the features a grower has to get right:
 
@@ -13,6 +14,8 @@ Every fixture deliberately exercises the features a grower has to get right:
   ``first_k_dense_replace``; Llama 4 ``moe_layers``), shared experts, attention / q-k-v / lm-head
   biases, QK norms, tied embeddings (GraniteMoE), per-layer ``layer_types`` (gpt-oss sliding,
   Llama 4 chunked attention), Llama 4 ``no_rope_layers``;
+* hybrid stacks whose layer kinds alternate (Mamba / linear attention / short convolution /
+  sliding / full attention, dense / MoE) and multimodal wrappers with a tiny vision tower;
 * distinct widths (hidden 64, dense MLP 56, expert 24 (fused gate+up 48), shared expert 40,
   vocab 128, 4 experts) so that a tensor put in the wrong slot, or a fused gate/up tensor
   transposed, has the wrong shape.
@@ -56,6 +59,7 @@ FAMILIES: dict[str, str] = {
     "lfm2_moe": "lfm2_moe",
     "minimax": "minimax",
     "lara_mini": "lara_mini",
+    "inkling2_text": "inkling2_text",
     # multimodal wrappers: the text tower under a prefix, its config under text_config
     "qwen3_5_moe": "qwen3_5_moe",
     "llama4": "llama4",
@@ -82,6 +86,7 @@ MOE_FAMILIES: tuple[str, ...] = (
     "llama4_text",
 )
 DENSE_FAMILIES: tuple[str, ...] = ("llama", "mistral", "qwen2", "qwen3")
+#: Hybrid stacks and multimodal wrappers: their tiny configs are in ``tiny_hybrid.py``.
 HYBRID_FAMILIES: tuple[str, ...] = (
     "jamba",
     "nemotron_h",
@@ -93,58 +98,9 @@ HYBRID_FAMILIES: tuple[str, ...] = (
     "lfm2_moe",
     "minimax",
     "lara_mini",
+    "inkling2_text",
 )
-#: Multimodal wrappers: family -> (text family, tiny vision config, wrapper config).
-WRAPPED_FAMILIES: dict[str, tuple[str, dict, dict]] = {
-    "qwen3_5_moe": (
-        "qwen3_5_moe_text",
-        dict(depth=1, hidden_size=32, intermediate_size=32, num_heads=2, out_hidden_size=64),
-        {},
-    ),
-    "llama4": (
-        "llama4_text",
-        dict(
-            num_hidden_layers=1,
-            hidden_size=32,
-            intermediate_size=32,
-            num_attention_heads=2,
-            image_size=28,
-            patch_size=14,
-            vision_output_dim=32,
-            projector_input_dim=32,
-            projector_output_dim=64,
-        ),
-        {},
-    ),
-    "qwen3_vl_moe": (  # deepstack features are added after text layers 0 and 1
-        "qwen3_vl_moe_text",
-        dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=32,
-            num_heads=2,
-            out_hidden_size=64,
-            deepstack_visual_indexes=[0, 1],
-            patch_size=4,
-            num_position_embeddings=16,
-        ),
-        dict(image_token_id=5, video_token_id=6, vision_start_token_id=7, vision_end_token_id=8),
-    ),
-    "glm4v_moe": (
-        "glm4v_moe_text",
-        dict(
-            depth=1,
-            hidden_size=32,
-            intermediate_size=32,
-            num_heads=2,
-            out_hidden_size=64,
-            patch_size=4,
-            image_size=16,
-        ),
-        dict(image_token_id=5, video_token_id=6, image_start_token_id=7, image_end_token_id=8),
-    ),
-}
-
+WRAPPED_FAMILIES: tuple[str, ...] = ("qwen3_5_moe", "llama4", "qwen3_vl_moe", "glm4v_moe")
 # Tiny sizes.  Deliberately all different so that shape mix-ups are caught.
 VOCAB = 128
 HIDDEN = 64
@@ -291,34 +247,10 @@ def _family_config(family: str, num_layers: int) -> dict:
             floor_scale=4,
             router_jitter_noise=0.0,
         )
-    if family in HYBRID_FAMILIES:
-        return _hybrid_config(family, n)
-    if family == "glm4v_moe_text":  # dense layer 0, sigmoid group-limited router, qkv biases
-        return dict(
-            n_routed_experts=NUM_EXPERTS,
-            num_experts_per_tok=TOP_K,
-            intermediate_size=DENSE_FFN,
-            moe_intermediate_size=EXPERT_FFN,
-            first_k_dense_replace=1 if n > 1 else 0,
-            n_group=2,
-            topk_group=1,
-            routed_scaling_factor=2.5,
-            rope_parameters={
-                "rope_type": "default",
-                "rope_theta": 1e4,
-                "mrope_section": [1, 1, 2],
-                "partial_rotary_factor": 0.5,
-            },
-        )
-    if family == "qwen3_vl_moe_text":  # fused experts, layer 1 dense, multimodal RoPE
-        return dict(
-            num_experts=NUM_EXPERTS,
-            num_experts_per_tok=TOP_K,
-            intermediate_size=DENSE_FFN,
-            moe_intermediate_size=EXPERT_FFN,
-            mlp_only_layers=[1] if n > 1 else [],
-            rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 2, 4]},
-        )
+    if family in HYBRID_FAMILIES or family in TEXT_ONLY:
+        from tiny_hybrid import hybrid_config
+
+        return hybrid_config(family, n)
     if family == "llama":
         return dict(intermediate_size=DENSE_FFN, attention_bias=False, mlp_bias=False)
     if family == "mistral":
@@ -330,129 +262,6 @@ def _family_config(family: str, num_layers: int) -> dict:
             layer_types=["full_attention"] * n,
         )
     raise KeyError(f"unknown family {family!r}; known: {sorted(FAMILIES)}")
-
-
-def _alternate(n: int, first: str, second: str) -> list[str]:
-    return [first if i % 2 == 0 else second for i in range(n)]
-
-
-def _hybrid_config(family: str, n: int) -> dict:
-    """Hybrid stacks: layer kinds alternate so that every kind meets every other in 4 layers."""
-    moe = dict(num_experts_per_tok=TOP_K, moe_intermediate_size=EXPERT_FFN)
-    linear = dict(  # gated delta net (Qwen3-Next, Qwen3.5-MoE)
-        linear_key_head_dim=8,
-        linear_value_head_dim=8,
-        linear_num_key_heads=2,
-        linear_num_value_heads=4,
-    )
-    mla_moe = dict(  # multi-head latent attention, group-limited routing (Kimi, Bailing)
-        moe,
-        num_key_value_heads=HEADS,
-        kv_lora_rank=16,
-        qk_rope_head_dim=8,
-        qk_nope_head_dim=8,
-        v_head_dim=16,
-        num_local_experts=NUM_EXPERTS,
-        intermediate_size=DENSE_FFN,
-        n_group=2,
-        topk_group=1,
-    )
-    attn_linear = _alternate(n, "linear_attention", "full_attention")
-    if family == "jamba":  # layers 1, 3 attention; layers 0, 2 MoE
-        return dict(
-            num_experts=NUM_EXPERTS,
-            num_experts_per_tok=TOP_K,
-            intermediate_size=EXPERT_FFN,
-            attn_layer_period=2,
-            attn_layer_offset=1,
-            expert_layer_period=2,
-            expert_layer_offset=0,
-            mamba_d_state=8,
-            mamba_proj_bias=True,
-        )
-    if family == "nemotron_h":
-        kinds = ["linear_attention", "moe", "full_attention", "mlp"]
-        return dict(
-            moe,
-            layers_block_type=[kinds[i % 4] for i in range(n)],
-            n_routed_experts=NUM_EXPERTS,
-            intermediate_size=DENSE_FFN,
-            moe_shared_expert_intermediate_size=SHARED_FFN,
-            moe_latent_size=32,
-            mamba_num_heads=8,
-            mamba_head_dim=8,
-            ssm_state_size=8,
-            n_groups=2,
-            chunk_size=8,
-        )
-    if family == "granitemoehybrid":
-        return dict(
-            num_local_experts=NUM_EXPERTS,
-            num_experts_per_tok=TOP_K,
-            intermediate_size=EXPERT_FFN,
-            shared_intermediate_size=SHARED_FFN,
-            layer_types=attn_linear,
-            position_embedding_type="rope",
-            mamba_n_heads=8,
-            mamba_d_head=16,
-            mamba_d_state=8,
-            mamba_chunk_size=8,
-            residual_multiplier=0.22,
-            embedding_multiplier=12.0,
-            logits_scaling=6.0,
-            attention_multiplier=0.0625,
-        )
-    if family in ("qwen3_next", "qwen3_5_moe_text"):
-        d = dict(
-            moe,
-            **linear,
-            num_experts=NUM_EXPERTS,
-            shared_expert_intermediate_size=SHARED_FFN,
-            layer_types=attn_linear,
-        )
-        if family == "qwen3_next":
-            d.update(intermediate_size=DENSE_FFN, mlp_only_layers=[2] if n > 2 else [])
-        return d
-    if family == "kimi_linear":
-        return dict(
-            mla_moe,
-            linear_head_dim=8,
-            linear_num_heads=4,
-            layer_types=attn_linear,
-            mlp_layer_types=["dense"] + ["sparse"] * (n - 1),
-        )
-    if family == "bailing_hybrid":
-        return dict(
-            mla_moe,
-            first_k_dense_replace=1,
-            layer_group_size=2,
-            num_mtp_layers=0,
-        )
-    if family == "lfm2_moe":
-        return dict(
-            moe,
-            num_experts=NUM_EXPERTS,
-            intermediate_size=DENSE_FFN,
-            num_dense_layers=1,
-            layer_types=_alternate(n, "conv", "full_attention"),
-        )
-    if family == "lara_mini":  # layer_types from the config class's cycle: linear, sliding, full
-        return dict(
-            moe,
-            **linear,
-            num_experts=NUM_EXPERTS,
-            shared_expert_intermediate_size=SHARED_FFN,
-            sliding_window=4,
-        )
-    if family == "minimax":
-        return dict(
-            num_local_experts=NUM_EXPERTS,
-            num_experts_per_tok=TOP_K,
-            intermediate_size=EXPERT_FFN,
-            layer_types=_alternate(n, "full_attention", "linear_attention"),
-            block_size=4,
-        )
-    raise KeyError(family)
 
 
 def _config_fields(config_cls) -> set[str]:
@@ -467,7 +276,9 @@ def make_config(family: str, *, num_layers: int = 4, **config_overrides):
     from transformers import CONFIG_MAPPING, AutoConfig
 
     if family in WRAPPED_FAMILIES:
-        text_family, vision, wrapper = WRAPPED_FAMILIES[family]
+        from tiny_hybrid import WRAPPERS
+
+        text_family, vision, wrapper, _ = WRAPPERS[family]
         text = make_config(text_family, num_layers=num_layers, **config_overrides)
         return AutoConfig.for_model(
             FAMILIES[family],
@@ -504,22 +315,11 @@ def _model_class(model_type: str):
         from transformers import Llama4ForCausalLM
 
         return Llama4ForCausalLM
-    if model_type == "llama4":
-        from transformers import Llama4ForConditionalGeneration
+    if model_type in WRAPPED_FAMILIES:
+        import transformers
+        from tiny_hybrid import WRAPPERS
 
-        return Llama4ForConditionalGeneration
-    if model_type == "qwen3_5_moe":
-        from transformers import Qwen3_5MoeForConditionalGeneration
-
-        return Qwen3_5MoeForConditionalGeneration
-    if model_type == "qwen3_vl_moe":
-        from transformers import Qwen3VLMoeForConditionalGeneration
-
-        return Qwen3VLMoeForConditionalGeneration
-    if model_type == "glm4v_moe":
-        from transformers import Glm4vMoeForConditionalGeneration
-
-        return Glm4vMoeForConditionalGeneration
+        return getattr(transformers, WRAPPERS[model_type][3])
     return AutoModelForCausalLM
 
 
@@ -647,6 +447,19 @@ def load(path, dtype=torch.float32):
     model = cls.from_pretrained(path, dtype=dtype)
     model.eval()
     return model
+
+
+def load_with_info(path, dtype=torch.float32):
+    """Load a checkpoint in eval mode with transformers' loading report (missing, unexpected
+    and mismatched keys)."""
+    import json
+
+    config = json.loads((pathlib.Path(path) / "config.json").read_text())
+    model, info = _model_class(config["model_type"]).from_pretrained(
+        path, dtype=dtype, output_loading_info=True
+    )
+    model.eval()
+    return model, info
 
 
 @torch.no_grad()

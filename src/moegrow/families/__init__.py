@@ -13,6 +13,7 @@ from moegrow.families import (
     gpt_oss,
     granitemoe,
     granitemoehybrid,
+    inkling2,
     jamba,
     kimi_linear,
     lara_mini,
@@ -29,7 +30,7 @@ from moegrow.families import (
     qwen3_next,
     qwen3_vl_moe,
 )
-from moegrow.families.base import Experts, Family, Router
+from moegrow.families.base import Experts, Family, LayerPeriod, Router
 
 FAMILIES: tuple[Family, ...] = (
     mixtral.FAMILY,
@@ -55,6 +56,7 @@ FAMILIES: tuple[Family, ...] = (
     lfm2_moe.FAMILY,
     minimax.FAMILY,
     lara_mini.FAMILY,
+    inkling2.FAMILY,
     llama4.WRAPPED,
     qwen3_vl_moe.FAMILY,
     glm4v_moe.FAMILY,
@@ -81,4 +83,4 @@ def family_for(config: dict, *, where: str = "config.json") -> Family:
     return family
 
 
-__all__ = ["BY_MODEL_TYPE", "FAMILIES", "Experts", "Family", "Router", "family_for"]
+__all__ = ["BY_MODEL_TYPE", "FAMILIES", "Experts", "Family", "LayerPeriod", "Router", "family_for"]

@@ -5,7 +5,7 @@ projection is ``attention.dense``. Experts per expert on disk and shared experts
 whose selection is steered by ``expert_bias``, group-limited, renormalised per
 ``moe_renormalize``; multi-token-prediction layers stored after the main layers."""
 
-from moegrow.families.base import Experts, Family, Router
+from moegrow.families.base import Experts, Family, LayerPeriod, Router
 
 FAMILY = Family(
     name="bailing_hybrid",
@@ -34,6 +34,9 @@ FAMILY = Family(
     required_layer=("input_layernorm.weight", "attention.dense.weight"),
     embedding="model.word_embeddings.weight",
     per_layer_lists=("layer_types", "mlp_layer_types"),
-    index_rules=("layer_group_size", "mlp_layer_types"),
+    index_rules=("mlp_layer_types",),
+    layer_types_period=LayerPeriod(
+        "layer_group_size", "linear_attention", "full_attention", default=6
+    ),
     mtp_key="num_nextn_predict_layers",
 )

@@ -62,6 +62,23 @@ class Router:
 
 
 @dataclass(frozen=True)
+class LayerPeriod:
+    """A config field ``key`` = p by which the config class derives ``layer_types`` when
+    config.json has none: layer i is ``every`` if ``(i + 1) % p == 0``, else ``other``
+    (Qwen3-Next's ``full_attention_interval``, Bailing's ``layer_group_size``, sliding-window
+    patterns such as ``global_attn_every_n_layers``)."""
+
+    key: str
+    other: str
+    every: str
+    default: int
+    """p when config.json leaves ``key`` out (the config class's default)."""
+    drop: bool = False
+    """Remove ``key`` once ``layer_types`` is explicit (a key the config class only pops from
+    its arguments and would otherwise keep as a stale attribute)."""
+
+
+@dataclass(frozen=True)
 class Experts:
     """Where an MoE layer's experts live on disk and which config keys count them."""
 
@@ -102,18 +119,26 @@ class Family:
     index_rules: tuple[str, ...] = ()
     """Config fields derived from layer indices that code must rewrite (``decoder_sparse_step``,
     ``interleave_moe_layer_step``, ``first_k_dense_replace``, ``max_window_layers``,
-    ``num_dense_layers``) or that describe a period of layer kinds (``full_attention_interval``,
-    ``layer_group_size``, ``mlp_layer_types`` from ``first_k_dense_replace``,
-    ``linear_attn_config``, ``hybrid_override_pattern``, ``jamba_periods``); each is handled in
-    :mod:`moegrow.growth.config_edit`."""
+    ``num_dense_layers``) or that describe layer kinds otherwise than by a list (``mlp_layer_types``
+    from ``first_k_dense_replace``, ``linear_attn_config``, ``hybrid_override_pattern``,
+    ``jamba_periods``); each is handled in
+    :mod:`moegrow.growth.config_edit` or :mod:`moegrow.growth.hybrid_rules`, and read back by
+    :mod:`moegrow.families.kinds`."""
     mtp_key: str | None = None
     """Config key counting multi-token-prediction layers stored after the main layers."""
     post_norm_key: tuple[str, str] | None = None
     """``(config key, value)`` meaning the layers are post-norm (``norm(x + f(x))``): a
     zero-initialised depth copy still applies its norms, so it is not function-preserving."""
+    layer_types_period: LayerPeriod | None = None
+    """The period by which the config class derives ``layer_types`` when config.json has none;
+    made an explicit ``layer_types`` before depth growth."""
     layer_types_cycle: tuple[str, ...] = ()
     """The cycle of layer kinds the config class repeats when config.json has no
     ``layer_types`` (LaRA-mini); made explicit before depth growth."""
+    ignored_prefixes: tuple[str, ...] = ()
+    """Tensor-name prefixes of modules stored beside the model that transformers does not load
+    (``mtp.``: Qwen3-Next's and Nemotron-H's multi-token prediction): copied unchanged, never
+    widened or deepened; the plan says so."""
     buffers: tuple[str, ...] = ()
     """Templates of persistent buffers stored beside the weights (MiniMax's lightning-attention
     decays): copied like any tensor, not counted as parameters."""
@@ -121,6 +146,8 @@ class Family:
     """Path in config.json to a list whose length k is the number of first text layers after
     which a wrapper adds features by layer index (Qwen3-VL's ``deepstack_visual_indexes``):
     depth growth preserves image inputs only if output layers 0..k-1 are source layers 0..k-1."""
+    depth_refused: str = ""
+    """Why depth growth cannot be done at all in this family (empty where it can): refused."""
     depth_not_exact: str = ""
     """Why a zero-initialised depth copy is not an identity in this family whatever its config
     (empty where it is): the plan says so and the growth is not marked exact."""

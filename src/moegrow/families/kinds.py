@@ -18,9 +18,6 @@ from moegrow.families.base import Family
 Kind = tuple[tuple[str, object], ...]
 """``(field, value)`` pairs, sorted by field."""
 
-#: Defaults of the transformers config classes, used when config.json leaves a period out.
-FULL_ATTENTION_INTERVAL_DEFAULT = 4
-LAYER_GROUP_SIZE_DEFAULT = 6
 JAMBA_PERIODS = (
     ("attn_layer_period", "attn_layer_offset"),
     ("expert_layer_period", "expert_layer_offset"),
@@ -47,7 +44,7 @@ def layer_kinds(config: dict, family: Family, n: int) -> list[Kind]:
     if "hybrid_override_pattern" in rules and isinstance(pattern, str) and not cols:
         cols["layers_block_type"] = [PATTERN.get(c, c) for c in pattern[:n]]
     if "layer_types" not in cols:
-        derived = derived_layer_types(cfg, rules, n, family.layer_types_cycle)
+        derived = derived_layer_types(cfg, family, n)
         if derived is not None:
             cols["layer_types"] = list(derived)
     if "mlp_layer_types" in rules and "mlp_layer_types" not in cols:
@@ -103,22 +100,19 @@ def attention_layers(config: dict, family: Family, n: int) -> int:
     return count
 
 
-def derived_layer_types(
-    cfg: dict, rules: tuple[str, ...], n: int, cycle: tuple[str, ...] = ()
-) -> list[str] | None:
-    """``layer_types`` as the config class derives it when config.json leaves it out (None where
-    no rule of the family derives it); ``cycle`` is ``Family.layer_types_cycle``."""
+def derived_layer_types(cfg: dict, family: Family, n: int) -> list[str] | None:
+    """``layer_types`` as the config class derives it when config.json leaves it out, from the
+    family's ``layer_types_period``, ``layer_types_cycle`` or ``linear_attn_config`` rule (None
+    where the family has none of them)."""
+    period = family.layer_types_period
+    if period is not None:
+        p = cfg.get(period.key, period.default)
+        check_period(period.key, p)
+        return [period.every if (i + 1) % p == 0 else period.other for i in range(n)]
+    cycle = family.layer_types_cycle
     if cycle:
         return [cycle[i % len(cycle)] for i in range(n)]
-    if "full_attention_interval" in rules:
-        interval = cfg.get("full_attention_interval", FULL_ATTENTION_INTERVAL_DEFAULT)
-        check_period("full_attention_interval", interval)
-        return ["linear_attention" if (i + 1) % interval else "full_attention" for i in range(n)]
-    if "layer_group_size" in rules:
-        size = cfg.get("layer_group_size", LAYER_GROUP_SIZE_DEFAULT)
-        check_period("layer_group_size", size)
-        return ["full_attention" if (i + 1) % size == 0 else "linear_attention" for i in range(n)]
-    if "linear_attn_config" in rules:
+    if "linear_attn_config" in family.index_rules:
         return kimi_layer_types(cfg.get("linear_attn_config") or {}, n)
     return None
 

@@ -1,7 +1,7 @@
 """LFM2-MoE (``lfm2_moe``): gated short convolution (``conv``) or attention per ``layer_types``;
 the first ``num_dense_layers`` layers have a dense MLP, the rest MoE. Experts per expert on disk
-(``w1``/``w3``/``w2``); sigmoid scores, selection steered by ``expert_bias``, renormalised per
-``norm_topk_prob``."""
+(``w1``/``w3``/``w2``; or fused, as transformers holds them in memory); sigmoid scores,
+selection steered by ``expert_bias``, renormalised per ``norm_topk_prob``."""
 
 from moegrow.families.base import Experts, Family, Router
 
@@ -12,7 +12,8 @@ FAMILY = Family(
         count_keys=("num_experts", "num_local_experts"),
         top_k_keys=("num_experts_per_tok",),
         per_expert=("feed_forward.experts.{e}.*",),
-        down=("feed_forward.experts.{e}.w2.*",),
+        fused=("feed_forward.experts.gate_up_proj*", "feed_forward.experts.down_proj*"),
+        down=("feed_forward.experts.{e}.w2.*", "feed_forward.experts.down_proj*"),
     ),
     router=Router(
         weight="feed_forward.gate.weight",
@@ -25,6 +26,7 @@ FAMILY = Family(
         "conv.out_proj.*",
         "self_attn.out_proj.*",
         "feed_forward.experts.{e}.w2.*",
+        "feed_forward.experts.down_proj*",
         "feed_forward.w2.*",
     ),
     required_global=("model.embed_tokens.weight", "model.embedding_norm.weight"),

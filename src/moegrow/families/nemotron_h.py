@@ -39,5 +39,6 @@ FAMILY = Family(
     embedding="backbone.embeddings.weight",
     per_layer_lists=("layers_block_type", "layer_types"),
     index_rules=("hybrid_override_pattern",),
+    ignored_prefixes=("mtp.",),
     dense_ffn=("mixer.up_proj.weight", "mixer.down_proj.weight"),
 )

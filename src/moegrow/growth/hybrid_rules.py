@@ -6,11 +6,11 @@ config derives from the layer index is first made explicit where the config clas
 explicit list, and every description is then remapped through the layer map; a period that
 cannot express the new layer map (Jamba) is refused, never left to mean something else.
 
-Each rule is named in a family's ``index_rules``:
+Each rule is named in a family's ``index_rules`` or declared as data:
 
-- ``full_attention_interval`` (Qwen3-Next, Qwen3.5-MoE): layer i is full attention iff
-  ``(i + 1) % interval == 0`` unless ``layer_types`` is given: made an explicit ``layer_types``;
-- ``layer_group_size`` (Bailing hybrid): the same with the group size;
+- a family's ``layer_types_period`` (Qwen3-Next's ``full_attention_interval``, Bailing's
+  ``layer_group_size``: layer i is full attention iff ``(i + 1) % p == 0``) or
+  ``layer_types_cycle`` (LaRA-mini), when config.json has no ``layer_types``: made explicit;
 - ``linear_attn_config`` (Kimi Linear): 1-based ``full_attn_layers`` / ``kda_layers`` lists
   nested in ``linear_attn_config``, remapped; ``layer_types`` made explicit when absent;
 - ``mlp_layer_types`` (Kimi Linear, Bailing hybrid): dense-vs-MoE per layer, derived from
@@ -45,11 +45,12 @@ def explicit_kinds(ed: ConfigEditor, family: Family, n: int) -> None:
     cfg = ed.cfg
     rules = family.index_rules
     if cfg.get("layer_types") is None:
-        derived = derived_layer_types(cfg, rules, n, family.layer_types_cycle)
+        derived = derived_layer_types(cfg, family, n)
         if derived is not None:
             ed.set("layer_types", derived)
-    if "full_attention_interval" in rules:
-        ed.remove("full_attention_interval")  # layer_types says it now, and takes precedence
+    period = family.layer_types_period
+    if period is not None and period.drop:
+        ed.remove(period.key)  # layer_types says it now, and takes precedence
     if "mlp_layer_types" in rules and cfg.get("mlp_layer_types") is None:
         ed.set("mlp_layer_types", derived_mlp_layer_types(cfg, n))
 
@@ -109,9 +110,10 @@ def _remap_period(
     solved = solve_period(wanted)
     if solved is None:
         marked = [j for j, k in enumerate(wanted) if k]
+        what = "attention" if period_key.startswith("attn") else "MoE"
         raise GrowthError(
-            f"config.json: {period_key}={period}, {offset_key}={offset} cannot express the grown "
-            f"layer map (layers {marked[:6]} would need to be marked) and the config accepts no "
+            f"config.json: {period_key}={period}, {offset_key}={offset}: no period describes the "
+            f"grown stack, whose {what} layers would be {marked[:6]}, and the config accepts no "
             "explicit list; use --depth-method stack with a layer count that is a multiple of "
             f"{period_key}, or a --layer-map that keeps a period"
         )

@@ -238,6 +238,8 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
     n_mtp = num_mtp_layers(cfg, family)
     globals_, layers = split_layers(ckpt, family)
 
+    if spec.grows_depth and family.depth_refused:
+        raise GrowthError(f"--depth: {family.name}: {family.depth_refused}")
     layer_map = build_layer_map(n, spec) if spec.grows_depth else list(range(n))
     copies = copy_flags(layer_map)
     editor = ConfigEditor(cfg, scope=family.text_config)
@@ -285,6 +287,17 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
     init_std = float(family.text_of(cfg).get("initializer_range") or RANDOM_ROUTER_STD)
     builder = _TensorBuilder(family, spec, rules, expert_map, init_std)
     out: list[OutTensor] = []
+    ignored = [
+        t.name
+        for t in globals_
+        if family.ignored_prefixes and t.name.startswith(family.ignored_prefixes)
+    ]
+    if ignored and (spec.grows_width or spec.grows_depth):
+        notes.append(
+            f"{len(ignored)} tensor(s) under {', '.join(family.ignored_prefixes)} (a module "
+            "transformers does not load, e.g. multi-token prediction) are copied unchanged: not "
+            "widened or deepened with the model"
+        )
     for info in sorted(globals_, key=lambda t: (not _is_input_side(t.name), t.name)):
         out.append(OutTensor(info.name, info.dtype, info.shape, [Part(info.name)]))
     new_n = len(layer_map)
