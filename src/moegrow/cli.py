@@ -87,7 +87,7 @@ def spec_from_args(a: argparse.Namespace) -> GrowthSpec:
         depth_method=a.depth_method,
         keep_first=a.keep_first,
         keep_last=a.keep_last,
-        layer_map=parse_layer_map(a.layer_map) if a.layer_map else None,
+        layer_map=parse_layer_map(a.layer_map) if a.layer_map is not None else None,
         zero_init=a.zero_init,
         width=parse_factor("--width", a.width) if a.width is not None else 1,
         top_k=parse_top_k(a.top_k),
@@ -552,6 +552,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as e:
+        # The user's environment (full or read-only disk, permissions, memory): one line.
+        # Anything else is a bug of moegrow and keeps its traceback.
+        from moegrow.io.resources import environment_message
+
+        message = environment_message(e)
+        if message is None:
+            raise
+        print(f"moegrow: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -41,7 +41,7 @@ from moegrow.data.tokenizer import (
     train_tokenizer,
 )
 from moegrow.errors import MoegrowError
-from moegrow.io.atomic import partial_dir, replace_dir
+from moegrow.io.atomic import output_folder
 from moegrow.io.card import sha256_file
 
 
@@ -102,20 +102,15 @@ def prepare(
     cache_root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     key = _prepared_key(sources, tokenizer_path, vocab_size, val_fraction, seed)
     cached = cache_root / "prepared" / key
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_dir(out)
-    if (cached / MANIFEST_NAME).is_file():  # same sources and options: reuse the tokens
-        try:
+    with output_folder(out, overwrite=overwrite, what="data folder") as target:
+        tmp = target.path
+        if (cached / MANIFEST_NAME).is_file():  # same sources and options: reuse the tokens
             shutil.copytree(cached, tmp)
-            replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return json.loads((out / MANIFEST_NAME).read_text())
-    docs, dropped = clean_documents(docs)
-    train_docs, val_docs = split_documents(docs, val_fraction, seed)
-    tmp.mkdir()
-    try:
+            target.commit()
+            return json.loads((out / MANIFEST_NAME).read_text())
+        docs, dropped = clean_documents(docs)
+        train_docs, val_docs = split_documents(docs, val_fraction, seed)
+        tmp.mkdir()
         tok_dir = tmp / TOKENIZER_DIR
         if tokenizer_path is None:
             tok_dir.mkdir()
@@ -140,10 +135,7 @@ def prepare(
         )
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
         _store_prepared(tmp, cached)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        target.commit()
     return manifest
 
 

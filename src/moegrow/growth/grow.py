@@ -9,6 +9,7 @@ into a hidden folder beside the destination, which is renamed into place only at
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -27,9 +28,10 @@ from moegrow.growth.config_edit import num_layers
 from moegrow.growth.operators import COMPUTE_THREADS, OutputBuffers, PartJobs, run_jobs
 from moegrow.growth.plan import OutTensor, Plan, assign_shards, make_plan
 from moegrow.growth.spec import GrowthSpec
-from moegrow.io.atomic import partial_dir, replace_dir
+from moegrow.io.atomic import output_folder
 from moegrow.io.card import CARD_NAME, ledger_of, sha256_file, write_json
 from moegrow.io.checkpoint import CONFIG_NAME, INDEX_FILE, SINGLE_FILE, Checkpoint
+from moegrow.io.resources import check_free_space
 from moegrow.io.safetensors_io import StreamingShardWriter
 
 DEFAULT_MAX_SHARD_SIZE = 5 * 10**9
@@ -80,31 +82,29 @@ def grow(
     out = Path(out)
     max_shard_size = parse_size(max_shard_size)
     src_path = Path(src)
-    if out.exists() and not overwrite:
-        raise GrowthError(f"{out}: already exists; pass --overwrite to replace it")
     if out.resolve() == src_path.resolve() or src_path.resolve() in out.resolve().parents:
         raise GrowthError(f"{out}: must not be the source folder {src} or inside it")
     start = time.perf_counter()
     _bound_malloc_retention()
-    with _one_thread_per_kernel(), Checkpoint(src_path) as ckpt:
+    with (
+        output_folder(out, overwrite=overwrite, what="output folder") as target,
+        _one_thread_per_kernel(),
+        Checkpoint(src_path) as ckpt,
+    ):
         plan = make_plan(ckpt, spec)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = partial_dir(out)
+        check_free_space(out.parent, plan.bytes_out, what=f"growing {src} ({plan.bytes_out} bytes)")
+        tmp = target.path
         tmp.mkdir()
-        try:
-            with ThreadPoolExecutor(1) as pool:
-                hashes = pool.submit(_hash_sources, ckpt)
-                shards = assign_shards(plan.tensors, max_shard_size)
-                _write_shards(ckpt, plan, shards, tmp, progress=progress)
-                write_json(tmp / CONFIG_NAME, plan.config)
-                for f in ckpt.other_files():
-                    if f.name != CARD_NAME:
-                        shutil.copy2(f, tmp / f.name)
-                write_json(tmp / CARD_NAME, growth_card(plan, hashes.result(), len(shards)))
-            replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        with ThreadPoolExecutor(1) as pool:
+            hashes = pool.submit(_hash_sources, ckpt)
+            shards = assign_shards(plan.tensors, max_shard_size)
+            _write_shards(ckpt, plan, shards, tmp, progress=progress)
+            write_json(tmp / CONFIG_NAME, plan.config)
+            for f in ckpt.other_files():
+                if f.name != CARD_NAME:
+                    shutil.copy2(f, tmp / f.name)
+            write_json(tmp / CARD_NAME, growth_card(plan, hashes.result(), len(shards)))
+        target.commit()
     return GrowResult(out, plan, plan.bytes_out, time.perf_counter() - start, len(shards))
 
 
@@ -153,7 +153,7 @@ def _write_shards(
 
     names = shard_names(len(shards))
     bar = tqdm(total=plan.bytes_out, unit="B", unit_scale=True, desc="grow", disable=not progress)
-    part_jobs = PartJobs(ckpt, plan.spec.noise, plan.spec.seed, lambda n: seed_name(plan, n))
+    part_jobs = _FiniteStdJobs(ckpt, plan.spec.noise, plan.spec.seed, lambda n: seed_name(plan, n))
     buffers = OutputBuffers()
     weight_map = {}
     with bar, ThreadPoolExecutor(COMPUTE_THREADS) as pool:
@@ -183,6 +183,21 @@ def _write_shards(
             "weight_map": dict(sorted(weight_map.items())),
         }
         write_json(folder / INDEX_FILE, index)
+
+
+class _FiniteStdJobs(PartJobs):
+    """Noise is relative to a range's std: a NaN or infinity in the range makes it undefined,
+    which is an error naming the tensor (checked once per range, never per byte)."""
+
+    def std(self, name: str, offset: int, nbytes: int) -> float:
+        value = super().std(name, offset, nbytes)
+        if not math.isfinite(value):
+            raise GrowthError(
+                f"tensor {name!r}: holds NaN or infinite values (std {value}), so noise relative "
+                "to its std is undefined; repair the source checkpoint or pass --noise 0 to copy "
+                "it as it is"
+            )
+        return value
 
 
 def seed_name(plan: Plan, name: str) -> str:

@@ -10,7 +10,6 @@ groups) and ``rng.safetensors`` (torch CPU RNG state). The data position is the 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from moegrow.errors import MoegrowError
+from moegrow.io.atomic import PARTIAL, commit, hidden_sibling
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -58,7 +58,7 @@ def save_checkpoint(
 ) -> Path:
     """Write ``RUN/checkpoint-{step}`` atomically. ``save_model(folder)`` writes the model."""
     final = Path(run) / f"checkpoint-{step:07d}"
-    tmp = Path(run) / f".checkpoint-{step:07d}.partial-{os.getpid()}"
+    tmp = hidden_sibling(final, PARTIAL)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -67,9 +67,9 @@ def save_checkpoint(
         save_file(tensors, tmp / OPTIMIZER_FILE)
         save_file({"cpu": torch.get_rng_state()}, tmp / RNG_FILE)
         (tmp / STATE_FILE).write_text(json.dumps({**state, "param_groups": groups}, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        # Re-saving a step swaps the folders (atomically where the platform allows): the
+        # complete copy on disk is never deleted before the new one is in place.
+        commit(tmp, final, overwrite=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
