@@ -10,6 +10,7 @@ import sys
 from moegrow import __version__
 from moegrow.errors import MoegrowError
 from moegrow.experiments.repro import ALL, NAMES
+from moegrow.extras import require
 from moegrow.growth.spec import GrowthSpec, parse_factor, parse_layer_map, parse_top_k
 
 EXIT_BAD_INPUT = 2
@@ -161,6 +162,8 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     from moegrow.growth.report import human
     from moegrow.io.checkpoint import Checkpoint
 
+    if a.plot:
+        require("matplotlib", "plot", "moegrow inspect --plot")
     with Checkpoint(a.src) as ckpt:
         fam = family_for(ckpt.config, where=str(ckpt.folder / "config.json"))
         stats = param_stats(
@@ -201,6 +204,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
+    require("matplotlib", "plot", "moegrow demo (it draws its loss curves)")
     from moegrow.experiments.demo import DemoConfig, run_demo
 
     run_demo(a.out, DemoConfig(seed=a.seed, texts=a.text), overwrite=a.overwrite)
@@ -208,6 +212,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def cmd_repro(a: argparse.Namespace) -> int:
+    require("matplotlib", "plot", "moegrow repro (it draws each experiment's plots)")
     from moegrow.experiments.repro.runner import run_repro
 
     run_repro(

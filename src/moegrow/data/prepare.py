@@ -44,6 +44,9 @@ from moegrow.errors import MoegrowError
 from moegrow.io.atomic import output_folder
 from moegrow.io.card import sha256_file
 
+#: Largest BPE vocabulary trained (the tokenizer trainer aborts the process on absurd sizes).
+MAX_VOCAB = 1 << 20
+
 
 # --------------------------------------------------------------------------------------------
 # prepare
@@ -51,9 +54,10 @@ from moegrow.io.card import sha256_file
 def _check_options(out: Path, vocab_size: int, val_fraction: float, overwrite: bool) -> None:
     if not 0.0 < val_fraction < 1.0:
         raise MoegrowError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-    if vocab_size < MIN_VOCAB:
+    if not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
         raise MoegrowError(
-            f"vocab size must be at least {MIN_VOCAB} (256 bytes + EOS + merges), got {vocab_size}"
+            f"--vocab must be in {MIN_VOCAB}..{MAX_VOCAB} (256 bytes + EOS + merges; the largest "
+            f"released vocabularies have ~256k tokens), got {vocab_size}"
         )
     if out.exists() or out.is_symlink():
         if not overwrite:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from moegrow.errors import MoegrowError
 from moegrow.experiments.curves import compute_multiplier, describe_multiplier, loss_at
+from moegrow.extras import require
 
 
 @dataclass
@@ -105,6 +106,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, *, overwrite: bool 
     from moegrow.growth.spec import GrowthSpec
     from moegrow.modeling.presets import init_checkpoint
 
+    require("matplotlib", "plot", "the demo (it draws its loss curves)")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     cfg = cfg or DemoConfig()

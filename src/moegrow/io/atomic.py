@@ -84,6 +84,21 @@ def clean_stale(out: Path) -> list[str]:
     return done
 
 
+def clean_partials_in(folder: Path) -> list[str]:
+    """:func:`clean_stale` for every destination inside ``folder`` that has partial or old
+    folders beside it (training checkpoints of a run). Call it while holding the run's lock."""
+    done: list[str] = []
+    bases = set()
+    for p in folder.iterdir():
+        for kind in (PARTIAL, OLD):
+            head, sep, pid = p.name.rpartition(kind)
+            if sep and head.startswith(".") and pid.isdigit():
+                bases.add(head[1:])
+    for base in sorted(bases):
+        done += clean_stale(folder / base)
+    return done
+
+
 def _renameat2(src: Path, dst: Path, flags: int) -> bool:
     """``renameat2(src, dst, flags)``; False where the platform or file system lacks it."""
     if not sys.platform.startswith("linux"):

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from moegrow.errors import MoegrowError
 from moegrow.io.atomic import PARTIAL, commit, hidden_sibling
+from moegrow.io.bounded_json import read_json
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -82,10 +83,22 @@ def save_checkpoint(
 def load_checkpoint(folder: Path) -> tuple[dict, dict, torch.Tensor]:
     """(trainer state, optimizer state dict, CPU RNG state) of a checkpoint folder."""
     folder = Path(folder)
+    state = read_json(folder / STATE_FILE, max_bytes=1 << 24)
+    groups = state.pop("param_groups", None)
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise MoegrowError(f"{folder / STATE_FILE}: 'param_groups' must be a list of objects")
     try:
-        state = json.loads((folder / STATE_FILE).read_text())
         tensors = load_file(folder / OPTIMIZER_FILE)
         rng = load_file(folder / RNG_FILE)["cpu"]
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, KeyError) as e:
         raise MoegrowError(f"{folder}: not a complete training checkpoint ({e})") from None
-    return state, optimizer_state(tensors, state.pop("param_groups")), rng
+    except Exception as e:  # safetensors' own error for a damaged file
+        if type(e).__name__ != "SafetensorError":
+            raise
+        raise MoegrowError(f"{folder}: a damaged safetensors file ({e})") from None
+    if any(SEP not in name for name in tensors) or rng.dtype != torch.uint8 or rng.ndim != 1:
+        raise MoegrowError(
+            f"{folder}: {OPTIMIZER_FILE} or {RNG_FILE} does not hold optimizer state and a "
+            "CPU RNG state; the checkpoint is damaged"
+        )
+    return state, optimizer_state(tensors, groups), rng
