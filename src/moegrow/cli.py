@@ -159,6 +159,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     from moegrow.flops import param_stats
     from moegrow.growth.config_edit import first_present, num_layers
     from moegrow.growth.norms import norm_profile, plot_profile
+    from moegrow.growth.plan import validate_source
     from moegrow.growth.report import human
     from moegrow.io.checkpoint import Checkpoint
 
@@ -166,6 +167,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         require("matplotlib", "plot", "moegrow inspect --plot")
     with Checkpoint(a.src) as ckpt:
         fam = family_for(ckpt.config, where=str(ckpt.folder / "config.json"))
+        validate_source(ckpt, fam)  # an incomplete checkpoint is reported, not described
         stats = param_stats(
             ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), fam, ckpt.config
         )
@@ -333,8 +335,8 @@ def _int_or_none(text: str | None) -> int | None:
         return None
     try:
         return int(float(text))
-    except ValueError:
-        raise MoegrowError(f"--tokens must be a number, got {text!r}") from None
+    except (ValueError, OverflowError):
+        raise MoegrowError(f"--tokens must be a finite number, got {text!r}") from None
 
 
 def cmd_flops(a: argparse.Namespace) -> int:
@@ -550,7 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except MoegrowError as e:
-        print(f"moegrow: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split())  # one line, whatever a wrapped message held
+        print(f"moegrow: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("moegrow: interrupted", file=sys.stderr)

@@ -60,8 +60,8 @@ def parse_size(text: str | int) -> int:
         raise GrowthError(
             f"--max-shard-size must be a size like 5GB or 512MiB, got {text!r}"
         ) from None
-    if value < 1:
-        raise GrowthError(f"--max-shard-size must be positive, got {text!r}")
+    if not 1 <= value < float("inf"):
+        raise GrowthError(f"--max-shard-size must be a positive size, got {text!r}")
     return int(value)
 
 

@@ -62,10 +62,12 @@ def available_memory() -> int:
 def float32_bytes(folder: Path) -> int:
     """Bytes of the model in float32: the larger of what the headers hold and what config.json
     makes transformers allocate (they differ when the config disagrees with the tensors)."""
+    from moegrow.growth.plan import validate_source
     from moegrow.modeling.loading import config_param_count
 
     with Checkpoint(folder) as ckpt:
         fam = family_for(ckpt.config, where=str(ckpt.folder / "config.json"))
+        validate_source(ckpt, fam)  # missing tensors would be initialised at random by loading
         stats = param_stats(
             ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), fam, ckpt.config
         )

@@ -44,8 +44,13 @@ def safe_child(folder: Path, name: str, *, what: str) -> Path:
             "follow it: fix the index so it names files inside the folder"
         )
     path = folder / name
-    real_folder = folder.resolve()
-    real = path.resolve()
+    try:
+        real_folder = folder.resolve()
+        real = path.resolve(strict=path.is_symlink())
+    except (OSError, RuntimeError) as e:  # a link loop or a dangling link
+        raise CheckpointError(
+            f"{what}: {name!r} cannot be resolved ({e}); a symlink loop or a broken link"
+        ) from None
     if real != real_folder and real_folder not in real.parents:
         raise CheckpointError(
             f"{what}: {name!r} resolves to {real}, outside the checkpoint folder {real_folder}; "

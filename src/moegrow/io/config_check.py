@@ -90,6 +90,16 @@ def check_config(config: dict, tensors: dict[str, TensorInfo], *, where: str) ->
             f"{where}: {family.num_layers_key}={n}, but the shards hold tensors of layer "
             f"{on_disk - 1} ({on_disk} layers); loading would silently drop layers: fix the count"
         )
+    embed = tensors.get(family.embedding)
+    if embed is not None and len(embed.shape) == 2:
+        for key, axis in (("vocab_size", 0), ("hidden_size", 1)):
+            value = config.get(key)
+            if value is not None and value != embed.shape[axis]:
+                raise CheckpointError(
+                    f"{where}: {key}={value}, but {family.embedding} has shape "
+                    f"{list(embed.shape)} ({embed.shape[axis]} on axis {axis}); the config does "
+                    "not describe these tensors"
+                )
     for key in family.layer_index_lists:
         values = config.get(key) or []
         bad = [i for i in values if isinstance(i, bool) or not isinstance(i, int)]

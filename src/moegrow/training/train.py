@@ -27,6 +27,7 @@ from moegrow.data.sampling import BlockSampler
 from moegrow.errors import MoegrowError
 from moegrow.families import family_for
 from moegrow.flops import param_stats
+from moegrow.growth.plan import validate_source
 from moegrow.io.atomic import clean_partials_in, exclusive
 from moegrow.io.card import CARD_NAME, write_json
 from moegrow.io.checkpoint import Checkpoint
@@ -178,7 +179,10 @@ def _init_run(run: Path, model_dir: Path, data_dir: Path, opts: TrainOptions, re
             opts = TrainOptions(**saved)
         except TypeError as e:
             raise MoegrowError(f"{run / RUN_FILE}: options do not fit this version ({e})") from None
-        check_options(opts)
+        try:
+            check_options(opts)
+        except MoegrowError as e:
+            raise MoegrowError(f"{run / RUN_FILE}: options: {e}") from None
         newest = newest_checkpoint(run)
         if newest is None:
             return opts, Path(meta["model"]), Path(meta["data"]), None
@@ -188,6 +192,11 @@ def _init_run(run: Path, model_dir: Path, data_dir: Path, opts: TrainOptions, re
         raise MoegrowError(
             f"{run}: already exists and is not empty; pass --resume {run} to continue it"
         )
+    return opts, model_dir, data_dir, None
+
+
+def _create_run(run: Path, model_dir: Path, data_dir: Path, opts: TrainOptions) -> None:
+    """Write the new run's folder and run.json, once the model and data have been checked."""
     ddp.barrier()  # every process has looked at the run folder before rank 0 writes into it
     run.mkdir(parents=True, exist_ok=True)
     # Absolute, resolved paths: the run resumes from any working directory.
@@ -198,7 +207,6 @@ def _init_run(run: Path, model_dir: Path, data_dir: Path, opts: TrainOptions, re
     }
     if ddp.world()[0] == 0:
         write_json(run / RUN_FILE, meta)
-    return opts, model_dir, data_dir, None
 
 
 def train(
@@ -253,6 +261,7 @@ def _train(
             f"({opts.grad_accum} x {world_size})"
         )
     data = TokenData(data_dir)
+    data.split("train")  # opened (and checked) before the run folder is written
     val = data.split("val")
     if len(val) < opts.seq_len + 1:  # found now, not after training every step
         raise MoegrowError(
@@ -262,10 +271,14 @@ def _train(
         )
     with Checkpoint(load_from) as ckpt:
         config = ckpt.config
+        family = family_for(config, where=str(ckpt.folder / "config.json"))
+        validate_source(ckpt, family)  # missing tensors would be initialised at random
         stats = param_stats(
-            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), family_for(config), config
+            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), family, config
         )
     _check_vocab(config, data, load_from)
+    if not resume:
+        _create_run(run, load_from, data_dir, opts)
     flops_per_token = stats.flops_per_token(opts.seq_len)
     tokens_per_step = opts.batch_size * opts.seq_len
     budget = opts.tokens if opts.tokens is not None else opts.flops / flops_per_token
