@@ -41,7 +41,7 @@ from moegrow.data.tokenizer import (
     train_tokenizer,
 )
 from moegrow.errors import MoegrowError
-from moegrow.io.atomic import output_folder
+from moegrow.io.atomic import PARTIAL, clean_stale, hidden_sibling, output_folder
 from moegrow.io.card import sha256_file
 
 #: Largest BPE vocabulary trained (the tokenizer trainer aborts the process on absurd sizes).
@@ -160,8 +160,10 @@ def _prepared_key(
 def _store_prepared(folder: Path, cached: Path) -> None:
     """Keep a copy of a prepared folder in the cache (best effort: a full disk only costs the
     next run its speed)."""
-    partial = cached.parent / f".{cached.name}.partial-{os.getpid()}"
+    partial = hidden_sibling(cached, PARTIAL)
     try:
+        if cached.parent.is_dir():
+            clean_stale(cached)  # copies that killed runs left (their processes are dead)
         shutil.copytree(folder, partial)
         partial.rename(cached)
     except OSError:

@@ -49,8 +49,8 @@ def environment_message(exc: BaseException) -> str | None:
             "job (smaller model, batch or sequence length)"
         )
     if isinstance(exc, OSError) and exc.errno in ADVICE:
-        where = exc.filename if exc.filename is not None else "moegrow"
-        return f"{where}: {ADVICE[exc.errno]} ({exc.strerror or errno.errorcode[exc.errno]})"
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return f"{where}{ADVICE[exc.errno]} ({exc.strerror or errno.errorcode[exc.errno]})"
     if type(exc).__name__ == "SafetensorError":  # safetensors' Rust I/O errors carry the errno
         m = _OS_ERROR_CODE.search(str(exc))
         code = int(m.group(1) or m.group(2)) if m else None
