@@ -524,7 +524,7 @@ TRAIN_OPTION_CASES: list[list[str]] = [
     ["--tokens", "512", "--lr", "inf"],
     ["--tokens", "512", "--lr", "0"],
     ["--tokens", "512", "--warmup-steps", "-1"],
-    ["--tokens", "512", "--keep-checkpoints", "0"],
+    ["--tokens", "512", "--keep-checkpoints=-1"],
     ["--tokens", "512", "--eval-tokens", "0"],
     ["--tokens", "512", "--min-lr-ratio", "2"],
     ["--tokens", "512", "--decay-fraction", "nan"],

@@ -7,22 +7,12 @@ import shutil
 import struct
 
 import pytest
+from fuzz_cases import rewrite_header as _rewrite_header
 
 
 def _copy(src, dst):
     shutil.copytree(src, dst)
     return dst
-
-
-def _rewrite_header(path, edit) -> None:
-    """Apply ``edit(header_dict)`` to a safetensors file, keeping its data bytes."""
-    raw = path.read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n])
-    edit(header)
-    new = json.dumps(header).encode()
-    new += b" " * (-len(new) % 8)
-    path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n :])
 
 
 def _first_two(header):

@@ -66,6 +66,8 @@ class Runner:
         self.group = group
         self.failures: list[str] = []
         self.count = 0
+        self.slowest = 0.0
+        self.peak = 0
 
     def run(self, label: str, argv: list, *, case_dir: Path, untouched: list[Path] = ()) -> None:
         from moegrow.cli import main
@@ -105,6 +107,7 @@ class Runner:
             elif not argparse_form and len(lines) != 1:
                 problem = f"{len(lines)} lines: {err!r}"
         peak = _peak_rss()
+        self.slowest, self.peak = max(self.slowest, seconds), max(self.peak, peak)
         if problem is None and peak > RSS_LIMIT:
             problem = f"peak RSS {peak / 2**20:.0f} MiB"
         if problem is None and seconds > TIME_LIMIT_S:
@@ -130,7 +133,10 @@ class Runner:
 
     def report(self) -> None:
         TALLY[self.group] = self.count
-        print(f"fuzz {self.group}: {self.count} cases, {len(self.failures)} failures")
+        print(
+            f"fuzz {self.group}: {self.count} cases, {len(self.failures)} failures, slowest "
+            f"{self.slowest:.2f} s, peak RSS {self.peak / 2**20:.0f} MiB"
+        )
         assert not self.failures, f"{len(self.failures)} of {self.count} cases failed:\n" + (
             "\n".join(self.failures[:40])
         )

@@ -36,7 +36,7 @@ def check_options(opts) -> None:
         "eval_every": (int, 0),
         "eval_tokens": (int, 1),
         "save_every": (int, 0),
-        "keep_checkpoints": (int, 1),
+        "keep_checkpoints": (int, 0),  # 0 keeps every checkpoint
         "lr": (float, 0),
         "min_lr_ratio": (float, 0),
         "decay_fraction": (float, 0),

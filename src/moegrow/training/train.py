@@ -28,7 +28,7 @@ from moegrow.errors import MoegrowError
 from moegrow.families import family_for
 from moegrow.flops import param_stats
 from moegrow.growth.plan import validate_source
-from moegrow.io.atomic import clean_partials_in, exclusive
+from moegrow.io.atomic import PARTIAL, clean_partials_in, exclusive, hidden_sibling
 from moegrow.io.card import CARD_NAME, write_json
 from moegrow.io.checkpoint import Checkpoint
 from moegrow.ledger import with_stage
@@ -309,7 +309,9 @@ def _train(
             load_from,
             state,
             tokens_per_step=tokens_per_step,
-            logged_steps=max((r["step"] for r in logged), default=0),
+            logged_steps=max((r["step"] for r in logged), default=0)
+            if (run / METRICS_FILE).is_file()
+            else None,
         )
         check_optimizer(load_from, optim_state, model, state["step"])
         ddp.load_optimizer(model, optimizer, optim_state)
@@ -325,7 +327,7 @@ def _train(
     metrics_path = run / METRICS_FILE
     history = read_metrics(metrics_path, upto=step)
     if rank == 0:
-        partial = metrics_path.with_name(f".{METRICS_FILE}.partial-{os.getpid()}")
+        partial = hidden_sibling(metrics_path, PARTIAL)
         partial.write_text("".join(json.dumps(m) + "\n" for m in history))
         os.replace(partial, metrics_path)  # a kill leaves the old file or the new, never half
     writer = _tensorboard(run) if opts.tensorboard and rank == 0 else None
