@@ -270,6 +270,19 @@ def checkpoint_mutations(family: str, cfg: dict, rng: random.Random) -> list[tup
     return out
 
 
+CARD = "moegrow_card.json"
+#: Damaged growth cards (their FLOPs ledger is read by grow, train and flops).
+CARD_MUTATIONS: dict[str, bytes] = {
+    "card-array": b"[]",
+    "card-not-json": b'{"ledger": [',
+    "card-ledger-object": b'{"ledger": {"stage": "base"}}',
+    "card-ledger-entry-string": b'{"ledger": ["base"]}',
+    "card-ledger-flops-string": b'{"ledger": [{"stage": "base", "flops": "1e20"}]}',
+    "card-ledger-tokens-negative": b'{"ledger": [{"stage": "base", "tokens": -5}]}',
+    "card-ledger-flops-bool": b'{"ledger": [{"stage": "base", "flops": true}]}',
+}
+
+
 # --------------------------------------------------------------------------------------------
 # options
 # --------------------------------------------------------------------------------------------

@@ -189,6 +189,17 @@ def test_fuzz_checkpoints(sources, tmp_path, capsys):
                     argv = ["verify", src, grown] if family == "mixtral" else ["verify", grown, src]
                 runner.run(f"{family} {label}", argv, case_dir=case)
                 shutil.rmtree(case, ignore_errors=True)
+            for label, raw in fc.CARD_MUTATIONS.items():
+                for command in ("grow", "flops"):
+                    case = tmp_path / f"c{n}"
+                    n += 1
+                    case.mkdir()
+                    src = fc.copy_tree(good, case / "src")
+                    (src / fc.CARD).write_bytes(raw)
+                    argv = [command, src] + (
+                        [case / "out", "--depth", "2", "--quiet"] if command == "grow" else []
+                    )
+                    runner.run(f"{family} {label}", argv, case_dir=case)
     runner.report()
 
 
