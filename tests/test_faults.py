@@ -556,3 +556,20 @@ def test_demo_checks_matplotlib_first(tmp_path, run_cli, monkeypatch):
     code, _, err = run_cli("demo", "--out", tmp_path / "demo")
     assert 'pip install "moegrow[plot]"' in _one_line_error(code, err)
     assert time.perf_counter() - start < 5 and not (tmp_path / "demo").exists()
+
+
+def test_verify_sizes_memory_from_the_config_too(tiny, tmp_path, run_cli):
+    """A config that makes transformers allocate far more than the shards hold is refused
+    before loading (the headers alone would say the model is tiny)."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny("mixtral", num_layers=2), src)
+    config = json.loads((src / "config.json").read_text())
+    config["intermediate_size"] = 50_000_000  # 2 x 8 experts x 3 x 64 x 5e7 floats: ~300 GB
+    (src / "config.json").write_text(json.dumps(config))
+    start = time.perf_counter()
+    code, _, err = run_cli("verify", src, src)
+    line = _one_line_error(code, err)
+    assert "needs about" in line and "GiB" in line, line
+    assert time.perf_counter() - start < 30
