@@ -11,6 +11,7 @@ step to continue.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -209,6 +210,26 @@ def _create_run(run: Path, model_dir: Path, data_dir: Path, opts: TrainOptions) 
         write_json(run / RUN_FILE, meta)
 
 
+def _one_writer_per_run(fn):
+    """Run ``fn`` holding the run folder's lock (first rank only), after checking the options
+    and removing what interrupted runs left in the folder."""
+
+    @functools.wraps(fn)
+    def locked(model_dir, data_dir, run, opts=None, *, resume=False):
+        if opts is not None and not resume:  # refused before the run folder is touched
+            opts.check()
+            check_options(opts)
+        if os.environ.get("RANK", "0") != "0":
+            return fn(model_dir, data_dir, run, opts, resume=resume)
+        with exclusive(Path(run), what="run folder"):
+            if Path(run).is_dir():
+                clean_partials_in(Path(run))
+            return fn(model_dir, data_dir, run, opts, resume=resume)
+
+    return locked
+
+
+@_one_writer_per_run
 def train(
     model_dir: str | Path | None,
     data_dir: str | Path | None,
@@ -222,25 +243,6 @@ def train(
 
     One process trains a run folder at a time: the first rank holds the run's lock throughout,
     and removes what interrupted runs left in it."""
-    if opts is not None and not resume:  # refused before the run folder is touched
-        opts.check()
-        check_options(opts)
-    if os.environ.get("RANK", "0") != "0":
-        return _train(model_dir, data_dir, run, opts, resume=resume)
-    with exclusive(Path(run), what="run folder"):
-        if Path(run).is_dir():
-            clean_partials_in(Path(run))
-        return _train(model_dir, data_dir, run, opts, resume=resume)
-
-
-def _train(
-    model_dir: str | Path | None,
-    data_dir: str | Path | None,
-    run: str | Path,
-    opts: TrainOptions | None = None,
-    *,
-    resume: bool = False,
-) -> TrainResult:
     from moegrow.data.token_shards import TokenData
     from moegrow.training.evaluate import _check_vocab, validation_loss
 
