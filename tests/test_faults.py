@@ -170,12 +170,16 @@ def test_full_disk_while_training_is_one_line(base_model, data_dir, small_fs, ru
     assert not list((fs / "run").glob("checkpoint-*")), "a checkpoint without its files"
 
 
-def test_read_only_disk_is_one_line(tiny, small_fs, run_cli):
-    fs = small_fs("4m", ro=True)
-    code, _, err = run_cli(
-        "grow", tiny("mixtral", num_layers=2), fs / "out", "--depth", "2", "--quiet"
-    )
-    assert "read-only" in _one_line_error(code, err)
+def test_read_only_disk_is_one_line(tiny, tmp_path, small_fs, run_cli):
+    fs = small_fs("64m", ro=True)
+    src = tiny("mixtral", num_layers=2)
+    code, _, err = run_cli("grow", src, fs / "out", "--depth", "2", "--quiet")
+    assert "read-only" in _one_line_error(code, err)  # statvfs, before planning the write
+    (tmp_path / "texts").mkdir()
+    for i in range(3):
+        (tmp_path / "texts" / f"{i}.txt").write_text(f"document {i} " * 100)
+    code, _, err = run_cli("data", "prepare", fs / "data", "--text", tmp_path / "texts")
+    assert "read-only" in _one_line_error(code, err)  # EROFS from the first write
 
 
 def _with_file_size_limit(limit: int):

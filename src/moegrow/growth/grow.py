@@ -86,25 +86,25 @@ def grow(
         raise GrowthError(f"{out}: must not be the source folder {src} or inside it")
     start = time.perf_counter()
     _bound_malloc_retention()
-    with (
-        output_folder(out, overwrite=overwrite, what="output folder") as target,
-        _one_thread_per_kernel(),
-        Checkpoint(src_path) as ckpt,
-    ):
+    if (out.exists() or out.is_symlink()) and not overwrite:  # checked again under the lock
+        raise GrowthError(f"{out}: already exists; pass --overwrite to replace it")
+    with _one_thread_per_kernel(), Checkpoint(src_path) as ckpt:
         plan = make_plan(ckpt, spec)
+        ledger_of(src_path)  # a damaged card is refused now, not after the shards are written
         check_free_space(out.parent, plan.bytes_out, what=f"growing {src} ({plan.bytes_out} bytes)")
-        tmp = target.path
-        tmp.mkdir()
-        with ThreadPoolExecutor(1) as pool:
-            hashes = pool.submit(_hash_sources, ckpt)
-            shards = assign_shards(plan.tensors, max_shard_size)
-            _write_shards(ckpt, plan, shards, tmp, progress=progress)
-            write_json(tmp / CONFIG_NAME, plan.config)
-            for f in ckpt.other_files():
-                if f.name != CARD_NAME:
-                    shutil.copy2(f, tmp / f.name)
-            write_json(tmp / CARD_NAME, growth_card(plan, hashes.result(), len(shards)))
-        target.commit()
+        with output_folder(out, overwrite=overwrite, what="output folder") as target:
+            tmp = target.path
+            tmp.mkdir()
+            with ThreadPoolExecutor(1) as pool:
+                hashes = pool.submit(_hash_sources, ckpt)
+                shards = assign_shards(plan.tensors, max_shard_size)
+                _write_shards(ckpt, plan, shards, tmp, progress=progress)
+                write_json(tmp / CONFIG_NAME, plan.config)
+                for f in ckpt.other_files():
+                    if f.name != CARD_NAME:
+                        shutil.copy2(f, tmp / f.name)
+                write_json(tmp / CARD_NAME, growth_card(plan, hashes.result(), len(shards)))
+            target.commit()
     return GrowResult(out, plan, plan.bytes_out, time.perf_counter() - start, len(shards))
 
 

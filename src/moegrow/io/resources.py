@@ -63,11 +63,16 @@ def environment_message(exc: BaseException) -> str | None:
     return None
 
 
-def free_bytes(folder: Path) -> int | None:
-    """Free bytes for an unprivileged writer on ``folder``'s file system (None if unknown)."""
+def _existing(folder: Path) -> Path:
     folder = Path(folder)
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
+    return folder
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Free bytes for an unprivileged writer on ``folder``'s file system (None if unknown)."""
+    folder = _existing(folder)
     try:
         st = os.statvfs(folder)
     except (OSError, AttributeError):
@@ -78,17 +83,29 @@ def free_bytes(folder: Path) -> int | None:
     return st.f_bavail * st.f_frsize
 
 
+def read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(_existing(folder)).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
 #: Headroom kept beyond the bytes a write needs (headers, config, card, tokenizer files).
 SPACE_MARGIN = 16 * 2**20
 
 
 def check_free_space(folder: Path, need: int, *, what: str) -> None:
     """Refuse ``what`` up front when ``folder``'s file system cannot hold ``need`` more bytes."""
+    if read_only(folder):
+        raise MoegrowError(
+            f"{folder}: the file system is read-only; {what} needs {_gib(need)}: write "
+            "somewhere else"
+        )
     have = free_bytes(folder)
     if have is not None and need + SPACE_MARGIN > have:
         raise MoegrowError(
-            f"{folder}: {what} needs {_gib(need)} but the file system has {_gib(have)} free; "
-            "free space or write somewhere else"
+            f"{folder}: {what} needs {_gib(need)} (+{_gib(SPACE_MARGIN)} headroom) but the file "
+            f"system has {_gib(have)} free; free space or write somewhere else"
         )
 
 
