@@ -11,7 +11,7 @@ $(BIN)/moegrow: pyproject.toml
 	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[dev]"
 	touch $@
 
-.PHONY: demo test test-all lint
+.PHONY: demo test test-all lint fuzz fuzz
 demo: $(BIN)/moegrow
 	$(BIN)/moegrow demo --overwrite
 
@@ -25,3 +25,8 @@ test: lint
 
 test-all: lint
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n auto -m ''
+
+# The fuzz and fault suite with a larger budget: 4 rounds of mutations with another seed and
+# kill -9 at 20 points of grow, train and data prepare.
+fuzz: $(BIN)/moegrow
+	MOEGROW_FUZZ_ROUNDS=4 MOEGROW_FUZZ_SEED=$${SEED:-1} $(BIN)/python -m pytest -m '' -s tests/test_fuzz.py tests/test_faults.py

@@ -16,9 +16,10 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "moegrow"
 #: Layers from the bottom up; a module of layer i imports only layers < i (or its own package).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("moegrow.errors",),
+    ("moegrow.extras",),
     ("moegrow",),  # the package root re-exports the errors and the version
-    ("moegrow.io",),
-    ("moegrow.families",),
+    ("moegrow.families",),  # declarations: data, importing nothing but errors
+    ("moegrow.io",),  # checkpoints are read, and their configs checked, by their family
     ("moegrow.flops",),
     ("moegrow.modeling",),
     ("moegrow.growth",),

@@ -53,7 +53,9 @@ def test_bad_hand_offs_write_nothing(grown_and_exported, tiny, run_cli):
     code, _, err = run_cli("flops", exported, "--add-tokens", "1000", "--from", source)
     assert code == 2 and "parameters, but" in err
     code, _, err = run_cli("flops", exported, "--add-tokens", "many", "--from", grown)
-    assert code == 2 and "argument --add-tokens: expected a number like 2e6, got 'many'" in err
+    assert (
+        code == 2 and "argument --add-tokens: expected a finite number like 2e6, got 'many'" in err
+    )
     assert not (exported / CARD_NAME).exists()
     code, _, err = run_cli("flops", grown, "--add-tokens", "1000", "--from", grown)
     assert code == 2 and "leave out --from" in err

@@ -50,13 +50,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except MoegrowError as e:
-        print(f"moegrow: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split())  # one line, whatever a wrapped message held
+        print(f"moegrow: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("moegrow: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as e:
+        # The user's environment (full or read-only disk, permissions, memory): one line.
+        # Anything else is a bug of moegrow and keeps its traceback.
+        from moegrow.io.resources import environment_message
+
+        env_message = environment_message(e)
+        if env_message is None:
+            raise
+        print(f"moegrow: error: {env_message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 
 from moegrow.cli.options import add_options, from_args
+from moegrow.extras import require
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
+    require("matplotlib", "plot", "moegrow demo (it draws its loss curves)")
     from moegrow.experiments.demo import DemoConfig, run_demo
 
     run_demo(a.out, from_args(DemoConfig, a, texts=a.text), overwrite=a.overwrite)
@@ -15,6 +17,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def cmd_repro(a: argparse.Namespace) -> int:
+    require("matplotlib", "plot", "moegrow repro (it draws each experiment's plots)")
     from moegrow.experiments.repro.runner import run_repro
 
     run_repro(

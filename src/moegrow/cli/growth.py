@@ -10,6 +10,7 @@ from typing import Any
 
 from moegrow.cli.options import add_options, from_args, parse_count
 from moegrow.errors import MoegrowError
+from moegrow.extras import require
 from moegrow.flops import DEFAULT_SEQ_LEN
 from moegrow.growth.spec import GrowthSpec, parse_factor, parse_layer_map, parse_top_k
 
@@ -155,6 +156,8 @@ def render_verify(r) -> str:
 def cmd_inspect(a: argparse.Namespace) -> int:
     from moegrow.growth.inspect import inspect_checkpoint
 
+    if a.plot:
+        require("matplotlib", "plot", "moegrow inspect --plot")
     info = inspect_checkpoint(a.src, seq_len=a.seq_len)
     print(json.dumps(info, indent=2) if a.json else render_inspect(info))
     if a.plot:

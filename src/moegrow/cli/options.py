@@ -153,8 +153,8 @@ def parse_count(text: str) -> int:
     """``"2e6"`` -> 2000000."""
     try:
         return int(float(text))
-    except ValueError:
-        raise MoegrowError(f"expected a number like 2e6, got {text!r}") from None
+    except (ValueError, OverflowError):
+        raise MoegrowError(f"expected a finite number like 2e6, got {text!r}") from None
 
 
 def library_default(func: Callable, name: str) -> Any:

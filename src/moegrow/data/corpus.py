@@ -13,6 +13,7 @@ import glob
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,11 @@ def expand_paths(pattern: str) -> list[Path]:
             raise MoegrowError(f"{pattern}: no such file or folder")
         if path.suffix not in TEXT_SUFFIXES:
             raise MoegrowError(f"{pattern}: expected a .txt or .jsonl file")
+        if not path.is_file():
+            raise MoegrowError(
+                f"{pattern}: not a regular file (a FIFO, device or socket would block or never "
+                "end); give text files"
+            )
         return [path]
     root, rest = _split_literal_root(path)
     if not rest:  # only escaped magic such as "[[]": glob.has_magic was fooled
@@ -60,7 +66,8 @@ def expand_paths(pattern: str) -> list[Path]:
 def _usable(files: list[Path], pattern: str, nothing: str) -> list[Path]:
     if not files:
         raise MoegrowError(f"{pattern}: {nothing}")
-    usable = [f for f in files if f.suffix in TEXT_SUFFIXES]
+    # Only regular files: a FIFO or device among the matches would block or never end.
+    usable = [f for f in files if f.suffix in TEXT_SUFFIXES and f.is_file()]
     if not usable:
         raise MoegrowError(
             f"{pattern}: matches {len(files)} file(s) but none ends in .txt or .jsonl"
@@ -109,6 +116,8 @@ def _match_parts(patterns: list[str], parts: list[str]) -> bool:
 def read_text_file(path: Path) -> str:
     """A file's text, UTF-8 (BOM dropped, newlines normalised), or MoegrowError naming it."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise MoegrowError(f"{path}: not a regular file; give text files")
         data = path.read_bytes()
     except OSError as e:
         raise MoegrowError(f"{path}: cannot read it ({e.strerror or e})") from None

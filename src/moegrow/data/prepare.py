@@ -41,8 +41,11 @@ from moegrow.data.tokenizer import (
     train_tokenizer,
 )
 from moegrow.errors import MoegrowError
-from moegrow.io.atomic import partial_dir, replace_dir
+from moegrow.io.atomic import PARTIAL, clean_stale, hidden_sibling, output_folder
 from moegrow.io.card import sha256_file
+
+#: Largest BPE vocabulary trained (the tokenizer trainer aborts the process on absurd sizes).
+MAX_VOCAB = 1 << 20
 
 
 # --------------------------------------------------------------------------------------------
@@ -51,9 +54,10 @@ from moegrow.io.card import sha256_file
 def _check_options(out: Path, vocab_size: int, val_fraction: float, overwrite: bool) -> None:
     if not 0.0 < val_fraction < 1.0:
         raise MoegrowError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-    if vocab_size < MIN_VOCAB:
+    if not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
         raise MoegrowError(
-            f"vocab size must be at least {MIN_VOCAB} (256 bytes + EOS + merges), got {vocab_size}"
+            f"--vocab must be in {MIN_VOCAB}..{MAX_VOCAB} (256 bytes + EOS + merges; the largest "
+            f"released vocabularies have ~256k tokens), got {vocab_size}"
         )
     if out.exists() or out.is_symlink():
         if not overwrite:
@@ -102,20 +106,15 @@ def prepare(
     cache_root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     key = _prepared_key(sources, tokenizer_path, vocab_size, val_fraction, seed)
     cached = cache_root / "prepared" / key
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_dir(out)
-    if (cached / MANIFEST_NAME).is_file():  # same sources and options: reuse the tokens
-        try:
+    with output_folder(out, overwrite=overwrite, what="data folder") as target:
+        tmp = target.path
+        if (cached / MANIFEST_NAME).is_file():  # same sources and options: reuse the tokens
             shutil.copytree(cached, tmp)
-            replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return json.loads((out / MANIFEST_NAME).read_text())
-    docs, dropped = clean_documents(docs)
-    train_docs, val_docs = split_documents(docs, val_fraction, seed)
-    tmp.mkdir()
-    try:
+            target.commit()
+            return json.loads((out / MANIFEST_NAME).read_text())
+        docs, dropped = clean_documents(docs)
+        train_docs, val_docs = split_documents(docs, val_fraction, seed)
+        tmp.mkdir()
         tok_dir = tmp / TOKENIZER_DIR
         if tokenizer_path is None:
             tok_dir.mkdir()
@@ -140,10 +139,7 @@ def prepare(
         )
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
         _store_prepared(tmp, cached)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        target.commit()
     return manifest
 
 
@@ -164,8 +160,10 @@ def _prepared_key(
 def _store_prepared(folder: Path, cached: Path) -> None:
     """Keep a copy of a prepared folder in the cache (best effort: a full disk only costs the
     next run its speed)."""
-    partial = cached.parent / f".{cached.name}.partial-{os.getpid()}"
+    partial = hidden_sibling(cached, PARTIAL)
     try:
+        if cached.parent.is_dir():
+            clean_stale(cached)  # copies that killed runs left (their processes are dead)
         shutil.copytree(folder, partial)
         partial.rename(cached)
     except OSError:

@@ -16,7 +16,6 @@ Layout of a prepared folder::
 from __future__ import annotations
 
 import bisect
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from typing import BinaryIO
 import numpy as np
 
 from moegrow.data.corpus import Document
+from moegrow.data.manifest_check import load_document_starts, read_manifest
 from moegrow.data.tokenizer import load_tokenizer
 from moegrow.errors import MoegrowError
 
@@ -148,7 +148,9 @@ class TokenSplit:
             _open_shard(folder / s["file"], int(s["tokens"]), dtype) for s in entry["shards"]
         ]
         self._starts = np.cumsum([0] + [len(s) for s in self._shards]).tolist()
-        self._doc_starts = np.load(folder / entry["document_starts"])
+        if self._starts[-1] != int(entry["tokens"]):
+            raise MoegrowError(f"{folder}: split {name!r} shards disagree with {MANIFEST_NAME}")
+        self._doc_starts = load_document_starts(folder / entry["document_starts"], len(self))
         if self._starts[-1] != int(entry["tokens"]) or self._doc_starts[-1] != self._starts[-1]:
             raise MoegrowError(f"{folder}: split {name!r} shards disagree with {MANIFEST_NAME}")
 
@@ -187,6 +189,8 @@ def _open_shard(path: Path, tokens: int, dtype: np.dtype) -> np.ndarray:
             f"{path}: {size} bytes, but {MANIFEST_NAME} says {tokens} {dtype.name} tokens; "
             "the folder is damaged: prepare it again"
         )
+    if tokens == 0:
+        return np.empty(0, dtype=dtype)  # mmap cannot map an empty file
     return np.memmap(path, dtype=dtype, mode="r", shape=(tokens,))
 
 
@@ -201,10 +205,7 @@ class TokenData:
                 f"{self.folder}: not a prepared data folder (no {MANIFEST_NAME}); "
                 "make one with `moegrow data prepare`"
             )
-        try:
-            self.manifest: dict = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as e:
-            raise MoegrowError(f"{manifest_path}: not valid JSON ({e})") from None
+        self.manifest: dict = read_manifest(manifest_path)
         if self.manifest.get("format") != FORMAT or self.manifest.get("format_version") != 1:
             raise MoegrowError(f"{manifest_path}: not a {FORMAT} v{FORMAT_VERSION} manifest")
         if self.manifest.get("byteorder", sys.byteorder) != sys.byteorder:

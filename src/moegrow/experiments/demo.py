@@ -36,6 +36,7 @@ from moegrow.experiments.curves import (
     flops_to_reach,
     loss_at,
 )
+from moegrow.extras import require
 from moegrow.families import family_for
 from moegrow.modeling.quiet import quiet_transformers
 
@@ -120,6 +121,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, *, overwrite: bool 
     from moegrow.growth.spec import GrowthSpec
     from moegrow.modeling.presets import init_checkpoint
 
+    require("matplotlib", "plot", "the demo (it draws its loss curves)")
     cfg = cfg or DemoConfig()
     out = Path(out)
     if out.exists():

@@ -27,9 +27,10 @@ from moegrow.growth.config_edit import num_layers
 from moegrow.growth.operators import COMPUTE_THREADS, OutputBuffers, PartJobs, run_jobs
 from moegrow.growth.plan import OutTensor, Plan, assign_shards, make_plan
 from moegrow.growth.spec import GrowthSpec
-from moegrow.io.atomic import partial_dir, replace_dir
+from moegrow.io.atomic import output_folder
 from moegrow.io.card import CARD_NAME, ledger_of, sha256_file, write_json
 from moegrow.io.checkpoint import CONFIG_NAME, INDEX_FILE, SINGLE_FILE, Checkpoint
+from moegrow.io.resources import check_free_space
 from moegrow.io.safetensors_io import StreamingShardWriter
 
 DEFAULT_MAX_SHARD_SIZE = 5 * 10**9
@@ -58,8 +59,8 @@ def parse_size(text: str | int) -> int:
         raise GrowthError(
             f"--max-shard-size must be a size like 5GB or 512MiB, got {text!r}"
         ) from None
-    if value < 1:
-        raise GrowthError(f"--max-shard-size must be positive, got {text!r}")
+    if not 1 <= value < float("inf"):
+        raise GrowthError(f"--max-shard-size must be a positive size, got {text!r}")
     return int(value)
 
 
@@ -82,16 +83,20 @@ def grow(
     start = time.perf_counter()
     with _one_thread_per_kernel(), Checkpoint(Path(src)) as ckpt:
         plan = make_plan(ckpt, spec)
-        shards = write_plan(ckpt, plan, out, growth_card, max_shard_size, progress=progress)
+        ledger_of(Path(src))  # a damaged card is refused now, not after the shards are written
+        shards = write_plan(
+            ckpt, plan, out, growth_card, max_shard_size, overwrite=overwrite, progress=progress
+        )
     return GrowResult(out, plan, plan.bytes_out, time.perf_counter() - start, shards)
 
 
 def check_destination(
     sources: list[str | os.PathLike], out: str | os.PathLike, *, overwrite: bool
 ) -> Path:
-    """Refuse an existing ``out`` (unless ``overwrite``) and one that is, or is inside, a source."""
+    """Refuse an existing ``out`` (unless ``overwrite``) and one that is, or is inside, a source
+    (checked again under the output's lock when writing)."""
     out = Path(out)
-    if out.exists() and not overwrite:
+    if (out.exists() or out.is_symlink()) and not overwrite:
         raise GrowthError(f"{out}: already exists; pass --overwrite to replace it")
     for src in sources:
         src_path = Path(src).resolve()
@@ -107,17 +112,19 @@ def write_plan(
     card: Callable[[Plan, dict[str, str], int], dict],
     max_shard_size: int,
     *,
+    overwrite: bool,
     reader=None,
     progress: bool,
 ) -> int:
     """Write ``plan``'s shards, config, the source's other files and ``card(plan, source
-    hashes, shard count)`` into a hidden folder renamed to ``out`` at the end (removed on any
-    error). ``reader`` (default ``ckpt``) serves the parts' source tensors. Returns the number
-    of shards."""
+    hashes, shard count)`` into a hidden folder renamed to ``out`` at the end, under ``out``'s
+    lock, after checking the free space (removed on any error). ``reader`` (default ``ckpt``)
+    serves the parts' source tensors. Returns the number of shards."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_dir(out)
-    tmp.mkdir()
-    try:
+    check_free_space(out.parent, plan.bytes_out, what=f"writing {out} ({plan.bytes_out} bytes)")
+    with output_folder(out, overwrite=overwrite, what="output folder") as target:
+        tmp = target.path
+        tmp.mkdir()
         with ThreadPoolExecutor(1) as pool:
             hashes = pool.submit(_hash_sources, ckpt)
             shards = assign_shards(plan.tensors, max_shard_size)
@@ -127,10 +134,7 @@ def write_plan(
                 if f.name != CARD_NAME:
                     shutil.copy2(f, tmp / f.name)
             write_json(tmp / CARD_NAME, card(plan, hashes.result(), len(shards)))
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        target.commit()
     return len(shards)
 
 

@@ -8,6 +8,7 @@ from moegrow.families import family_for
 from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
 from moegrow.growth.config_edit import num_layers
 from moegrow.growth.norms import norm_profile
+from moegrow.growth.plan import validate_source
 from moegrow.io.checkpoint import Checkpoint
 
 
@@ -16,6 +17,7 @@ def inspect_checkpoint(src: str | os.PathLike, seq_len: int = DEFAULT_SEQ_LEN) -
     ``seq_len``, Chinchilla F_c and the per-layer weight-norm profile of a checkpoint folder."""
     with Checkpoint(src) as ckpt:
         fam = family_for(ckpt.config, where=str(ckpt.folder / "config.json"))
+        validate_source(ckpt, fam)  # an incomplete checkpoint is reported, not described
         stats = param_stats(
             ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), fam, ckpt.config
         )

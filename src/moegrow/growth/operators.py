@@ -25,6 +25,7 @@ copied from where it was written.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 from collections import deque
@@ -376,6 +377,12 @@ class PartJobs:
             count += w.numel()
         mean = total / max(count, 1)
         std = max(total_sq / max(count, 1) - mean * mean, 0.0) ** 0.5
+        if not math.isfinite(std):  # checked once per range, never per byte
+            raise GrowthError(
+                f"tensor {name!r}: holds NaN or infinite values (std {std}), so noise relative "
+                "to its std is undefined; repair the source checkpoint or pass --noise 0 to copy "
+                "it as it is"
+            )
         return mean + (shift or 0.0), std
 
     def _random(self, t: OutTensor, index: int, part: Part, nbytes: int) -> Iterator[Job]:

@@ -19,6 +19,7 @@ from moegrow.growth.config_edit import (
 )
 from moegrow.growth.hybrid_rules import check_depth_kinds
 from moegrow.growth.layer_map import build_layer_map, copy_flags, preserves_order
+from moegrow.growth.limits import check_scale
 from moegrow.growth.routing import WidthRules, width_rules
 from moegrow.growth.spec import GrowthSpec
 from moegrow.growth.upcycle_spec import UpcycleSpec
@@ -233,6 +234,7 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
     anything that cannot be done, before any byte is written."""
     cfg = ckpt.config
     family = family_for(cfg, where=str(ckpt.folder / "config.json"))
+    check_scale(ckpt, family, spec)
     validate_source(ckpt, family)
     n = num_layers(cfg, family)
     n_mtp = num_mtp_layers(cfg, family)

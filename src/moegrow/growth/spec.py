@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Literal, get_args
 
@@ -79,8 +80,8 @@ class GrowthSpec:
             _check_choice("--top-k", self.top_k, TOP_K_RULES)
         else:
             _check_int("--top-k", self.top_k, minimum=1)
-        if not (isinstance(self.noise, (int, float)) and self.noise >= 0):
-            raise GrowthError(f"--noise must be a number >= 0, got {self.noise!r}")
+        if not (isinstance(self.noise, (int, float)) and 0 <= self.noise < math.inf):
+            raise GrowthError(f"--noise must be a finite number >= 0, got {self.noise!r}")
         if self.layer_map is not None:
             if self.depth != 1:
                 raise GrowthError("--layer-map and --depth both given: use one of them")

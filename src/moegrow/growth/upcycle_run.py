@@ -50,6 +50,7 @@ def upcycle(
             out,
             upcycle_card,
             max_shard_size,
+            overwrite=overwrite,
             reader=SourceSet(ckpts),
             progress=progress,
         )

@@ -22,6 +22,8 @@ from moegrow.io.checkpoint import Checkpoint
 #: order, and float32 rounding grows with the magnitude of what is summed (a trained tiny model
 #: with logits up to ~15 shows |delta| ~1e-5 with KL ~2e-8).
 EXACT_TOLERANCE = 1e-5
+#: Most tokens one verify batch may hold (the logits alone are batch x seq x vocab floats).
+MAX_TOKENS = 1 << 14
 
 
 @dataclass
@@ -58,12 +60,18 @@ def available_memory() -> int:
 
 
 def float32_bytes(folder: Path) -> int:
+    """Bytes of the model in float32: the larger of what the headers hold and what config.json
+    makes transformers allocate (they differ when the config disagrees with the tensors)."""
+    from moegrow.growth.plan import validate_source
+    from moegrow.modeling.loading import config_param_count
+
     with Checkpoint(folder) as ckpt:
-        fam = family_for(ckpt.config)
+        fam = family_for(ckpt.config, where=str(ckpt.folder / "config.json"))
+        validate_source(ckpt, fam)  # missing tensors would be initialised at random by loading
         stats = param_stats(
             ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), fam, ckpt.config
         )
-    return 4 * stats.total
+    return 4 * max(stats.total, config_param_count(folder))
 
 
 def verify(
@@ -77,6 +85,14 @@ def verify(
 ) -> VerifyResult:
     """Compare the logits of ``grown`` with those of ``src`` on one random token batch."""
     src, grown = Path(src), Path(grown)
+    for option, value in (("--batch", batch), ("--seq-len", seq_len)):
+        if not 1 <= value <= MAX_TOKENS:
+            raise MoegrowError(f"verify: {option} must be in 1..{MAX_TOKENS}, got {value}")
+    if batch * seq_len > MAX_TOKENS:
+        raise MoegrowError(
+            f"verify: --batch x --seq-len = {batch * seq_len} tokens, more than {MAX_TOKENS}; "
+            "a few short sequences show any difference"
+        )
     need = float32_bytes(src) + float32_bytes(grown)
     # Both models in float32, plus loading overhead and activations: refuse before crashing.
     estimate = int(need * 1.25) + 512 * 2**20
@@ -91,38 +107,35 @@ def verify(
     from moegrow.modeling.variants import register
 
     register()  # moegrow's own model types, known to transformers' Auto classes
+    from moegrow.modeling.loading import auto_model_class, transformers_errors
 
     card = read_card(grown)
     expected_exact = card.get("exact") if card else None
     torch.manual_seed(seed)
     with torch.no_grad():
-        model = _auto_class(src).from_pretrained(src, dtype=torch.float32)
+        with transformers_errors(src):
+            model = auto_model_class(src).from_pretrained(src, dtype=torch.float32)
         model.eval()
         vocab = model.config.get_text_config().vocab_size
         ids = torch.randint(
             0, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(seed)
         )
-        ref = model(ids).logits.float()
+        with transformers_errors(src, "run"):
+            ref = model(ids).logits.float()
         del model
-        model = _auto_class(grown).from_pretrained(grown, dtype=torch.float32)
+        with transformers_errors(grown):
+            model = auto_model_class(grown).from_pretrained(grown, dtype=torch.float32)
         model.eval()
-        out = model(ids).logits.float()
+        if model.config.get_text_config().vocab_size != vocab:
+            raise MoegrowError(
+                f"{grown}: vocabulary {model.config.get_text_config().vocab_size} differs from "
+                f"{src}'s {vocab}; the logits cannot be compared"
+            )
+        with transformers_errors(grown, "run"):
+            out = model(ids).logits.float()
         del model
     diff = (out - ref).abs().max().item()
     logp, logq = ref.log_softmax(-1), out.log_softmax(-1)
     kl = (logp.exp() * (logp - logq)).sum(-1).mean().item()
     scale = max(1.0, ref.abs().max().item())
     return VerifyResult(diff, kl, expected_exact, tolerance * scale)
-
-
-def _auto_class(folder: Path):
-    """transformers' auto class that builds the checkpoint with its language-model head: the
-    causal LM, or for a multimodal wrapper without one (Qwen3-VL-MoE, GLM-4.5V) the
-    image-text-to-text model, run here on text alone."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
-
-    config = AutoConfig.from_pretrained(folder)
-    for auto in (AutoModelForCausalLM, AutoModelForImageTextToText):
-        if type(config) in auto._model_mapping:
-            return auto
-    return AutoModelForCausalLM  # whose error lists the model types it knows

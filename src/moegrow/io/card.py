@@ -12,6 +12,9 @@ import hashlib
 import json
 from pathlib import Path
 
+from moegrow.errors import CheckpointError
+from moegrow.io.bounded_json import read_json
+
 CARD_NAME = "moegrow_card.json"
 
 
@@ -27,20 +30,32 @@ def sha256_file(path: Path, chunk: int = 1 << 23) -> str:
 
 
 def read_card(folder: Path) -> dict | None:
-    """The card of a checkpoint folder, or None when it has none."""
+    """The card of a checkpoint folder, or None when it has none; a card that is not a JSON
+    object is an error naming it (its ledger would otherwise be dropped silently)."""
     path = Path(folder) / CARD_NAME
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
+    return read_json(path, max_bytes=1 << 24, error=CheckpointError)
 
 
 def ledger_of(folder: Path) -> list[dict]:
-    """The FLOPs ledger carried by a checkpoint (empty when it has no card)."""
+    """The FLOPs ledger carried by a checkpoint (empty when it has no card), each stage with
+    numeric ``tokens`` and ``flops`` >= 0."""
     card = read_card(folder)
-    return list(card.get("ledger", [])) if card else []
+    ledger = card.get("ledger", []) if card else []
+    where = Path(folder) / CARD_NAME
+    if not isinstance(ledger, list):
+        raise CheckpointError(f"{where}: 'ledger' must be a list of stages, got {ledger!r:.60}")
+    for i, stage in enumerate(ledger):
+        if not isinstance(stage, dict):
+            raise CheckpointError(f"{where}: ledger[{i}] must be an object, got {stage!r:.60}")
+        for key in ("tokens", "flops"):
+            value = stage.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise CheckpointError(
+                    f"{where}: ledger[{i}].{key} must be a number >= 0, got {value!r:.60}"
+                )
+    return list(ledger)
 
 
 def write_json(path: Path, data: dict) -> None:

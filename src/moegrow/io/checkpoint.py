@@ -6,7 +6,6 @@ Nothing but headers is read when a folder is opened; tensor bytes are read on de
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -14,11 +13,26 @@ from pathlib import Path
 import torch
 
 from moegrow.errors import CheckpointError
+from moegrow.io.bounded_json import read_json
+from moegrow.io.config_check import check_config
 from moegrow.io.safetensors_io import TensorInfo, pread_exact, pread_into, read_header, to_torch
 
 CONFIG_NAME = "config.json"
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
+#: Weight files of other formats (pickles above all): never copied into a grown checkpoint.
+NOT_COPIED = (
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".pkl",
+    ".pickle",
+    ".h5",
+    ".msgpack",
+    ".gguf",
+    ".bin.index.json",
+)
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt")
 
 
@@ -30,8 +44,13 @@ def safe_child(folder: Path, name: str, *, what: str) -> Path:
             "follow it: fix the index so it names files inside the folder"
         )
     path = folder / name
-    real_folder = folder.resolve()
-    real = path.resolve()
+    try:
+        real_folder = folder.resolve()
+        real = path.resolve(strict=path.is_symlink())
+    except (OSError, RuntimeError) as e:  # a link loop or a dangling link
+        raise CheckpointError(
+            f"{what}: {name!r} cannot be resolved ({e}); a symlink loop or a broken link"
+        ) from None
     if real != real_folder and real_folder not in real.parents:
         raise CheckpointError(
             f"{what}: {name!r} resolves to {real}, outside the checkpoint folder {real_folder}; "
@@ -48,14 +67,12 @@ class Checkpoint:
         if not self.folder.is_dir():
             raise CheckpointError(f"{self.folder}: no such checkpoint folder")
         config_path = self.folder / CONFIG_NAME
-        if not config_path.is_file():
+        if not (config_path.exists() or config_path.is_symlink()):
             raise CheckpointError(
                 f"{config_path}: missing; a Hugging Face checkpoint folder needs its config.json"
             )
-        try:
-            self.config: dict = json.loads(config_path.read_text())
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{config_path}: not valid JSON ({e})") from None
+        safe_child(self.folder, CONFIG_NAME, what=str(self.folder))
+        self.config: dict = read_json(config_path, error=CheckpointError)
         self.weight_files, self.index_metadata = self._find_weight_files()
         self.tensors: dict[str, TensorInfo] = {}
         self.file_metadata: dict[str, dict[str, str]] = {}
@@ -70,28 +87,35 @@ class Checkpoint:
                     )
                 self.tensors[name] = info
         self._check_index()
+        check_config(self.config, self.tensors, where=str(config_path))
         self._fds: dict[Path, int] = {}
         self._fd_lock = threading.Lock()
 
     # -- discovery -------------------------------------------------------------------------
     def _find_weight_files(self) -> tuple[list[Path], dict]:
         index_path = self.folder / INDEX_FILE
-        if index_path.is_file():
-            try:
-                index = json.loads(index_path.read_text())
-                weight_map = index["weight_map"]
-                assert isinstance(weight_map, dict)
-            except (json.JSONDecodeError, KeyError, AssertionError):
+        if index_path.exists() or index_path.is_symlink():
+            safe_child(self.folder, INDEX_FILE, what=str(self.folder))
+            index = read_json(index_path, error=CheckpointError)
+            weight_map = index.get("weight_map")
+            if not isinstance(weight_map, dict) or not all(
+                isinstance(v, str) for v in weight_map.values()
+            ):
                 raise CheckpointError(
-                    f"{index_path}: expected JSON with a 'weight_map' object of tensor -> file"
-                ) from None
+                    f"{index_path}: expected a 'weight_map' object of tensor name -> shard file "
+                    "name (strings)"
+                )
+            metadata = index.get("metadata") or {}
+            if not isinstance(metadata, dict):
+                raise CheckpointError(f"{index_path}: 'metadata' must be an object")
             self.weight_map: dict[str, str] | None = weight_map
             names = sorted(set(weight_map.values()))
             files = [safe_child(self.folder, n, what=str(index_path)) for n in names]
             for f in files:
                 if not f.is_file():
-                    raise CheckpointError(f"{index_path}: names shard {f.name!r}, which is missing")
-            return files, index.get("metadata") or {}
+                    kind = "missing" if not f.exists() else "not a regular file"
+                    raise CheckpointError(f"{index_path}: names shard {f.name!r}, which is {kind}")
+            return files, metadata
         self.weight_map = None
         single = self.folder / SINGLE_FILE
         if single.is_file():
@@ -99,6 +123,9 @@ class Checkpoint:
             return [single], {}
         loose = sorted(self.folder.glob("*.safetensors"))
         if len(loose) == 1:
+            safe_child(self.folder, loose[0].name, what=str(self.folder))
+            if not loose[0].is_file():
+                raise CheckpointError(f"{loose[0]}: not a regular file")
             return [loose[0]], {}
         pickles = [p for p in PICKLE_FILES if (self.folder / p).exists()]
         pickles += [p.name for p in self.folder.glob("*.bin")]
@@ -181,8 +208,8 @@ class Checkpoint:
         for p in sorted(self.folder.iterdir()):
             if p.name in skip or p.name.startswith(".") or not p.is_file():
                 continue
-            if p.suffix == ".safetensors":
-                continue
+            if p.suffix == ".safetensors" or p.name.endswith(NOT_COPIED):
+                continue  # weights are the plan's; pickles are never carried along
             safe_child(self.folder, p.name, what=str(self.folder))
             out.append(p)
         return out

@@ -129,6 +129,12 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: header is a JSON {type(header).__name__}, expected object")
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise CheckpointError(
+            f"{path}: __metadata__ must map strings to strings, got {str(metadata)[:80]}"
+        )
     data_start = 8 + header_len
     data_len = size - data_start
     tensors: dict[str, TensorInfo] = {}

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from moegrow.errors import MoegrowError
-from moegrow.io.atomic import partial_dir, replace_dir
+from moegrow.io.atomic import output_folder
 from moegrow.io.card import CARD_NAME, write_json
 
 ROUTER_SCORINGS = ("softmax", "sigmoid")
@@ -300,18 +299,14 @@ def init_checkpoint(
             "for plan / FLOPs"
         )
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_dir(out)
-    try:
+    with output_folder(out, overwrite=overwrite, what="checkpoint folder") as target:
+        tmp = target.path
         _write(tmp, config, seed, config_only)
         if tok is not None:
             tok.save_pretrained(tmp)
         card = _init_card(preset, router, norm, seed, overrides, tokenizer, config_only, counts)
         write_json(tmp / CARD_NAME, card)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        target.commit()
     return out
 
 

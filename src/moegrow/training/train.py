@@ -11,13 +11,15 @@ step to continue.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -27,6 +29,8 @@ from moegrow.data.tokenizer import copy_tokenizer_files, has_tokenizer
 from moegrow.errors import MoegrowError
 from moegrow.families import family_for
 from moegrow.flops import param_stats
+from moegrow.growth.plan import validate_source
+from moegrow.io.atomic import PARTIAL, clean_partials_in, exclusive, hidden_sibling
 from moegrow.io.card import CARD_NAME, write_json
 from moegrow.io.checkpoint import Checkpoint
 from moegrow.ledger import with_stage
@@ -44,11 +48,18 @@ from moegrow.training.router_stats import (
     router_kind,
     update_expert_biases,
 )
+from moegrow.training.run_folder import (
+    METRICS_FILE,
+    RUN_FILE,
+    check_optimizer,
+    check_options,
+    check_state,
+    newest_checkpoint,
+    read_metrics,
+    read_run,
+)
 from moegrow.training.schedule import lr_at
 from moegrow.training.train_state import checkpoint_dirs, load_checkpoint, save_checkpoint
-
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass
@@ -109,32 +120,64 @@ class _StopRequest:
 def _init_run(run: Path, model_dir: Path, data_dir: Path, opts: TrainOptions, resume: bool):
     """Create the run folder (or reopen it); returns (options, model folder to load, state)."""
     if resume:
-        meta_path = run / RUN_FILE
-        if not meta_path.is_file():
-            raise MoegrowError(f"{run}: not a training run (no {RUN_FILE}); nothing to resume")
-        meta = json.loads(meta_path.read_text())
-        known = {f.name for f in fields(TrainOptions)}
-        saved = {k: v for k, v in meta["options"].items() if k in known}
+        meta = read_run(run, TrainOptions)
+        saved = dict(meta["options"])
         # What to train is the run's; how this invocation behaves is the caller's.
         saved.update(stop_after=opts.stop_after, progress=opts.progress)
-        opts = TrainOptions(**saved)
-        ckpts = checkpoint_dirs(run)
-        if not ckpts:
+        try:
+            opts = TrainOptions(**saved)
+        except TypeError as e:
+            raise MoegrowError(f"{run / RUN_FILE}: options do not fit this version ({e})") from None
+        try:
+            check_options(opts)
+        except MoegrowError as e:
+            raise MoegrowError(f"{run / RUN_FILE}: options: {e}") from None
+        newest = newest_checkpoint(run)
+        if newest is None:
             return opts, Path(meta["model"]), Path(meta["data"]), None
-        state, optim_state, rng = load_checkpoint(ckpts[-1])
-        return opts, ckpts[-1], Path(meta["data"]), (state, optim_state, rng)
+        state, optim_state, rng = load_checkpoint(newest)
+        return opts, newest, Path(meta["data"]), (state, optim_state, rng)
     if run.exists() and any(run.iterdir()):
         raise MoegrowError(
             f"{run}: already exists and is not empty; pass --resume {run} to continue it"
         )
-    ddp.barrier()  # every process has looked at the run folder before rank 0 writes into it
-    run.mkdir(parents=True, exist_ok=True)
-    meta = {"model": str(model_dir), "data": str(data_dir), "options": asdict(opts)}
-    if ddp.world()[0] == 0:
-        write_json(run / RUN_FILE, meta)
     return opts, model_dir, data_dir, None
 
 
+def _create_run(run: Path, model_dir: Path, data_dir: Path, opts: TrainOptions) -> None:
+    """Write the new run's folder and run.json, once the model and data have been checked."""
+    ddp.barrier()  # every process has looked at the run folder before rank 0 writes into it
+    run.mkdir(parents=True, exist_ok=True)
+    # Absolute, resolved paths: the run resumes from any working directory.
+    meta = {
+        "model": str(model_dir.resolve()),
+        "data": str(data_dir.resolve()),
+        "options": asdict(opts),
+    }
+    if ddp.world()[0] == 0:
+        write_json(run / RUN_FILE, meta)
+
+
+def _one_writer_per_run(fn):
+    """Run ``fn`` holding the run folder's lock (first rank only), after checking the options
+    and removing what interrupted runs left in the folder."""
+
+    @functools.wraps(fn)
+    def locked(model_dir, data_dir, run, opts=None, *, resume=False):
+        if opts is not None and not resume:  # refused before the run folder is touched
+            opts.check()
+            check_options(opts)
+        if os.environ.get("RANK", "0") != "0":
+            return fn(model_dir, data_dir, run, opts, resume=resume)
+        with exclusive(Path(run), what="run folder"):
+            if Path(run).is_dir():
+                clean_partials_in(Path(run))
+            return fn(model_dir, data_dir, run, opts, resume=resume)
+
+    return locked
+
+
+@_one_writer_per_run
 def train(
     model_dir: str | Path | None,
     data_dir: str | Path | None,
@@ -144,7 +187,10 @@ def train(
     resume: bool = False,
 ) -> TrainResult:
     """Train ``model_dir`` on the prepared data ``data_dir``, writing into the folder ``run``
-    (``resume=True`` continues ``run`` from its last checkpoint with its own options)."""
+    (``resume=True`` continues ``run`` from its last checkpoint with its own options).
+
+    One process trains a run folder at a time: the first rank holds the run's lock throughout,
+    and removes what interrupted runs left in it."""
     from moegrow.data.token_shards import TokenData
     from moegrow.training.evaluate import _check_vocab, validation_loss
 
@@ -156,20 +202,33 @@ def train(
         run, Path(model_dir or "."), Path(data_dir or "."), opts, resume
     )
     # The ledger continues the one of the model the run started from, not of its checkpoints.
-    origin = Path(json.loads((run / RUN_FILE).read_text())["model"]) if resume else load_from
+    origin = Path(read_run(run, TrainOptions)["model"]) if resume else load_from
     opts.check()
+    check_options(opts)
     if opts.batch_size % (opts.grad_accum * world_size):
         raise MoegrowError(
             f"--batch-size {opts.batch_size} must be a multiple of --grad-accum x processes "
             f"({opts.grad_accum} x {world_size})"
         )
     data = TokenData(data_dir)
+    data.split("train")  # opened (and checked) before the run folder is written
+    val = data.split("val")
+    if len(val) < opts.seq_len + 1:  # found now, not after training every step
+        raise MoegrowError(
+            f"{data_dir}: the validation split has {len(val)} tokens, fewer than one sequence of "
+            f"{opts.seq_len + 1} (--seq-len {opts.seq_len}); prepare more data or a larger "
+            "--val-fraction, or use a smaller --seq-len"
+        )
     with Checkpoint(load_from) as ckpt:
         config = ckpt.config
+        family = family_for(config, where=str(ckpt.folder / "config.json"))
+        validate_source(ckpt, family)  # missing tensors would be initialised at random
         stats = param_stats(
-            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), family_for(config), config
+            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), family, config
         )
     _check_vocab(config, data, load_from)
+    if not resume:
+        _create_run(run, load_from, data_dir, opts)
     flops_per_token = stats.flops_per_token(opts.seq_len)
     tokens_per_step = opts.batch_size * opts.seq_len
     budget = opts.tokens if opts.tokens is not None else opts.flops / flops_per_token
@@ -195,6 +254,16 @@ def train(
     step = 0
     if restored is not None:
         state, optim_state, rng = restored
+        logged = read_metrics(run / METRICS_FILE)
+        check_state(
+            load_from,
+            state,
+            tokens_per_step=tokens_per_step,
+            logged_steps=max((r["step"] for r in logged), default=0)
+            if (run / METRICS_FILE).is_file()
+            else None,
+        )
+        check_optimizer(load_from, optim_state, model, state["step"])
         ddp.load_optimizer(model, optimizer, optim_state)
         torch.set_rng_state(rng)
         step = state["step"]
@@ -204,12 +273,13 @@ def train(
     )
     if capture is not None:
         capture.take()  # the check's forward passes
-    val = data.split("val")
     peak = measured_matmul_peak(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     metrics_path = run / METRICS_FILE
-    history = _read_metrics(metrics_path, upto=step)
+    history = read_metrics(metrics_path, upto=step)
     if rank == 0:
-        metrics_path.write_text("".join(json.dumps(m) + "\n" for m in history))
+        partial = hidden_sibling(metrics_path, PARTIAL)
+        partial.write_text("".join(json.dumps(m) + "\n" for m in history))
+        os.replace(partial, metrics_path)  # a kill leaves the old file or the new, never half
     writer = _tensorboard(run) if opts.tensorboard and rank == 0 else None
     micro = opts.batch_size // (opts.grad_accum * world_size)
     autocast = device.type == "cuda"
@@ -372,14 +442,6 @@ def train(
         history,
         last_val,
     )
-
-
-def _read_metrics(path: Path, upto: int) -> list[dict]:
-    """Metrics already logged, up to step ``upto`` (a resumed run re-logs later steps)."""
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["step"] <= upto]
 
 
 def _tensorboard(run: Path):

@@ -10,7 +10,6 @@ groups) and ``rng.safetensors`` (torch CPU RNG state). The data position is the 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from moegrow.errors import MoegrowError
+from moegrow.io.atomic import PARTIAL, commit, hidden_sibling
+from moegrow.io.bounded_json import read_json
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -58,7 +59,7 @@ def save_checkpoint(
 ) -> Path:
     """Write ``RUN/checkpoint-{step}`` atomically. ``save_model(folder)`` writes the model."""
     final = Path(run) / f"checkpoint-{step:07d}"
-    tmp = Path(run) / f".checkpoint-{step:07d}.partial-{os.getpid()}"
+    tmp = hidden_sibling(final, PARTIAL)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -67,9 +68,9 @@ def save_checkpoint(
         save_file(tensors, tmp / OPTIMIZER_FILE)
         save_file({"cpu": torch.get_rng_state()}, tmp / RNG_FILE)
         (tmp / STATE_FILE).write_text(json.dumps({**state, "param_groups": groups}, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        # Re-saving a step swaps the folders (atomically where the platform allows): the
+        # complete copy on disk is never deleted before the new one is in place.
+        commit(tmp, final, overwrite=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -82,10 +83,22 @@ def save_checkpoint(
 def load_checkpoint(folder: Path) -> tuple[dict, dict, torch.Tensor]:
     """(trainer state, optimizer state dict, CPU RNG state) of a checkpoint folder."""
     folder = Path(folder)
+    state = read_json(folder / STATE_FILE, max_bytes=1 << 24)
+    groups = state.pop("param_groups", None)
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise MoegrowError(f"{folder / STATE_FILE}: 'param_groups' must be a list of objects")
     try:
-        state = json.loads((folder / STATE_FILE).read_text())
         tensors = load_file(folder / OPTIMIZER_FILE)
         rng = load_file(folder / RNG_FILE)["cpu"]
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, KeyError) as e:
         raise MoegrowError(f"{folder}: not a complete training checkpoint ({e})") from None
-    return state, optimizer_state(tensors, state.pop("param_groups")), rng
+    except Exception as e:  # safetensors' own error for a damaged file
+        if type(e).__name__ != "SafetensorError":
+            raise
+        raise MoegrowError(f"{folder}: a damaged safetensors file ({e})") from None
+    if any(SEP not in name for name in tensors) or rng.dtype != torch.uint8 or rng.ndim != 1:
+        raise MoegrowError(
+            f"{folder}: {OPTIMIZER_FILE} or {RNG_FILE} does not hold optimizer state and a "
+            "CPU RNG state; the checkpoint is damaged"
+        )
+    return state, optimizer_state(tensors, groups), rng
