@@ -18,6 +18,7 @@ demo: $(BIN)/moegrow
 lint: $(BIN)/moegrow
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Tests run in one worker per core, each with one OpenMP thread (tiny models gain nothing from more).
 test: lint

@@ -28,6 +28,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from moegrow.errors import MoegrowError
 from moegrow.experiments.curves import (
@@ -180,6 +181,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, *, overwrite: bool 
     for fraction in cfg.budgets:
         budget = fraction * grown.flops
         loss = grown.val_loss if fraction == 1.0 else loss_at(grown_curve, budget, log=True)
+        assert loss is not None  # inside the grown curve: 0 < fraction <= 1
         value = compute_multiplier(scratch_curve, loss, budget, log=True)
         multipliers.append(
             {
@@ -191,7 +193,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, *, overwrite: bool 
         )
     multiplier = compute_multiplier(scratch_curve, grown.val_loss, grown.flops, log=True)
     needed = flops_to_reach(scratch_curve, grown.val_loss, log=True)
-    summary = {
+    summary: dict[str, Any] = {
         "config": asdict(cfg),
         "base": {
             "val_loss": base.val_loss,

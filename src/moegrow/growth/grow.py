@@ -196,7 +196,7 @@ def _write_shards(
         sampler=plan.spec.sampler,
     )
     buffers = OutputBuffers()
-    weight_map = {}
+    weight_map: dict[str, str] = {}
     with bar, ThreadPoolExecutor(COMPUTE_THREADS) as pool:
         try:
             for shard_name, tensors in zip(names, shards):
@@ -287,6 +287,7 @@ def growth_card(plan: Plan, source_hashes: dict[str, str], num_shards: int) -> d
 
 def describe(plan: Plan) -> str:
     s = plan.spec
+    assert isinstance(s, GrowthSpec), "describe() is for growth plans"
     bits = []
     if s.grows_depth:
         if s.layer_map is not None:

@@ -105,6 +105,7 @@ def _remap_period(
                 "the checkpoint was trained with"
             )
     check_period(period_key, period)
+    assert isinstance(period, int) and isinstance(offset, int)  # checked above
     source = [i % period == offset for i in range(n)]
     wanted = [source[s] for s in layer_map]
     solved = solve_period(wanted)

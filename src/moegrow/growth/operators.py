@@ -300,9 +300,11 @@ class PartJobs:
         name = self.seed_name(t.name)
         if self._table is None:
             seed = noise_seed(self.seed, name, index, chunk)
-            return lambda buf, std: buf.normal_(
-                0.0, std, generator=torch.Generator().manual_seed(seed)
-            )
+
+            def fill(buf: torch.Tensor, std: float) -> None:
+                buf.normal_(0.0, std, generator=torch.Generator().manual_seed(seed))
+
+            return fill
         key, table = stream_key(self.seed, name, index), self._table
         return lambda buf, std: table.fill(buf.numpy(), key, first, std)
 
@@ -319,7 +321,8 @@ class PartJobs:
         if x.dtype == torch.float64:
             y, noise = torch.empty_like(x), torch.empty_like(x)
         else:
-            _, y, noise = (b[: x.numel()] for b in self._buffers())
+            _, work_y, work_noise = self._buffers()
+            y, noise = work_y[: x.numel()], work_noise[: x.numel()]
         draw(noise, std)
         y.copy_(x).add_(noise)  # three plain kernels: a mixed-dtype add is 50 x slower here
         return y if out is None else out.copy_(y)
@@ -485,7 +488,7 @@ def run_jobs(
         for job in jobs:
             if isinstance(job, Compute):
                 buf = buffers.take(job.nbytes)
-                view = memoryview(buf.numpy()[: job.nbytes])
+                view = memoryview(buf.numpy()[: job.nbytes])  # type: ignore[arg-type]
                 pending.append((pool.submit(job.fn, view), buf, job.nbytes))
                 in_flight += 1
             else:

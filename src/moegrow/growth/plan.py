@@ -169,13 +169,11 @@ def validate_source(ckpt: Checkpoint, family: Family) -> None:
                     )
         if family.is_moe:
             _validate_moe_layer(ckpt, family, i, rests)
-    if family.is_moe and not any(
-        family.router.weight in rests
-        for rests in layers.values()  # type: ignore[union-attr]
-    ):
+    router = family.router
+    if router is not None and not any(router.weight in rests for rests in layers.values()):
         raise CheckpointError(
             f"{ckpt.folder}: no layer has the {family.name} router tensor "
-            f"{family.layer_prefix}{{i}}.{family.router.weight}; the checkpoint does not match its "  # type: ignore[union-attr]
+            f"{family.layer_prefix}{{i}}.{router.weight}; the checkpoint does not match its "
             "model_type"
         )
 

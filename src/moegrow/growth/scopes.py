@@ -58,9 +58,9 @@ class ScopeCache:
         with scope.lock:
             if scope.buffer is None:
                 buffer = self._take(key[2])
-                scope.std = load(key, memoryview(buffer)[: key[2]])
+                scope.std = load(key, memoryview(buffer)[: key[2]])  # type: ignore[arg-type]
                 scope.buffer = buffer
-        return memoryview(scope.buffer)[: key[2]], scope.std
+        return memoryview(scope.buffer)[: key[2]], scope.std  # type: ignore[arg-type]
 
     def release(self, key: ScopeKey) -> None:
         """One holder is done with ``key``; the last frees its buffer."""

@@ -11,6 +11,7 @@ growth writer (:mod:`moegrow.growth.upcycle_run`).
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 
 from moegrow.errors import CheckpointError, GrowthError
 from moegrow.families import BY_MODEL_TYPE
@@ -194,7 +195,11 @@ def _dense_width(ckpt: Checkpoint, layers, upcycled: set[int]) -> int:
                 f"{list(up.shape)}, down {list(down.shape)} do not match intermediate_size="
                 f"{declared} ([I, H], [I, H], [H, I] expected)"
             )
-    return int(declared)
+    if not isinstance(declared, int):
+        raise CheckpointError(
+            f"{ckpt.folder / 'config.json'}: intermediate_size must be an integer, got {declared!r}"
+        )
+    return declared
 
 
 def _edit_config(ed: ConfigEditor, pair, spec, target_type, arch, inter, upcycled, n) -> None:
@@ -308,10 +313,10 @@ class _ExpertBuilder:
         info = dataclasses.replace(info, name=source_name(c // per_source, info.name))
         lo, hi = g * self.width, (g + 1) * self.width
         if self.spec.drop:  # every part computed, rows (gate, up) or columns (down) dropped
-            drop = dict(drop=self.spec.drop, drop_key=key, sigma="source", op=op)
+            dropped = partial(Part, drop=self.spec.drop, drop_key=key, sigma="source", op=op)
             if down:
-                return Part(info.name, cols=(lo, hi), scale=self.down_scale, drop_axis=1, **drop)
-            return Part(info.name, lo, hi, cols=(0, info.shape[1]), **drop)
+                return dropped(info.name, cols=(lo, hi), scale=self.down_scale, drop_axis=1)
+            return dropped(info.name, lo, hi, cols=(0, info.shape[1]))
         if down:
             cols = (lo, hi) if self.g > 1 else None
             return Part(info.name, op=op, scale=self.down_scale, sigma="source", cols=cols)
@@ -334,7 +339,7 @@ class _ExpertBuilder:
                     self._slice(gate, c, g, down=False, key=key),
                     self._slice(up, c, g, down=False, key=key),
                 ]
-            shape = (spec.experts, 2 * self.width, hidden)
+            shape: tuple[int, ...] = (spec.experts, 2 * self.width, hidden)
             out.append(OutTensor(prefix + tgt.fused_gate_up, dtype, shape, parts, "fused"))
             parts = [
                 self._slice(down, c, g, down=True, key=f"{prefix}{e}")

@@ -228,7 +228,7 @@ def supported_sources() -> list[str]:
 def find_pair(source_type: object, target: str | None, *, where: str) -> Pair:
     """The pair for a dense ``model_type`` (and an explicit target, if given), or a one-line
     refusal saying why there is none."""
-    if target is not None and (source_type, target) in NOT_TWINS:
+    if target is not None and isinstance(source_type, str) and (source_type, target) in NOT_TWINS:
         raise GrowthError(
             f"--target {target}: {source_type} -> {target} is not supported: "
             f"{NOT_TWINS[(source_type, target)]}"

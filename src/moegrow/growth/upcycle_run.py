@@ -93,7 +93,7 @@ def upcycle_ledger(plan: Plan) -> list[dict]:
     before, after = _stats(plan)
     ledger = ledger_of(Path(plan.source))
     for k, other in enumerate(spec.sources, start=1):  # Branch-Train-MiX: every branch is sunk
-        ledger += [{**e, "stage": f"{e.get('stage')} (source {k})"} for e in ledger_of(other)]
+        ledger += [{**e, "stage": f"{e.get('stage')} (source {k})"} for e in ledger_of(Path(other))]
     if not ledger and spec.base_tokens:
         fpt = before.flops_per_token(DEFAULT_SEQ_LEN)
         ledger = [

@@ -112,7 +112,7 @@ def evaluate(
         config = ckpt.config
         family = family_for(config, where=str(model_dir / "config.json"))
         profile = norm_profile(ckpt, family)
-    _check_vocab(config, data, model_dir)
+    check_vocab(config, data, model_dir)
     model = load_model(model_dir, dev)
     kind = router_kind(config)
     result = validation_loss(
@@ -133,7 +133,7 @@ def evaluate(
     return result
 
 
-def _check_vocab(config: dict, data, model_dir: Path) -> None:
+def check_vocab(config: dict, data, model_dir: Path) -> None:
     vocab = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
     if vocab is not None and data.max_token_id >= vocab:
         raise MoegrowError(

@@ -73,7 +73,8 @@ class TrainResult:
 
 
 def _param_groups(model, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.dim() >= 2 else no_decay).append(p)
@@ -192,7 +193,7 @@ def train(
     One process trains a run folder at a time: the first rank holds the run's lock throughout,
     and removes what interrupted runs left in it."""
     from moegrow.data.token_shards import TokenData
-    from moegrow.training.evaluate import _check_vocab, validation_loss
+    from moegrow.training.evaluate import check_vocab, validation_loss
 
     run = Path(run)
     opts = opts or TrainOptions()
@@ -226,12 +227,16 @@ def train(
         stats = param_stats(
             ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), family, config
         )
-    _check_vocab(config, data, load_from)
+    check_vocab(config, data, load_from)
     if not resume:
-        _create_run(run, load_from, data_dir, opts)
+        _create_run(run, load_from, Path(data_dir), opts)
     flops_per_token = stats.flops_per_token(opts.seq_len)
     tokens_per_step = opts.batch_size * opts.seq_len
-    budget = opts.tokens if opts.tokens is not None else opts.flops / flops_per_token
+    if opts.tokens is not None:
+        budget: float = opts.tokens
+    else:
+        assert opts.flops is not None  # TrainOptions.check: exactly one of them
+        budget = opts.flops / flops_per_token
     total_steps = max(math.ceil(budget / tokens_per_step), 1)
 
     torch.manual_seed(opts.seed)
@@ -354,6 +359,7 @@ def train(
                 loss = ce
                 router_logits = capture.take() if capture is not None else ()
                 if router_logits:
+                    assert kind is not None  # router logits come only from MoE routers
                     loads = expert_loads(router_logits, kind, biases or [None] * len(router_logits))
                     step_loads = loads if step_loads is None else step_loads + loads
                     aux = balance_loss(router_logits, kind, loads)

@@ -139,7 +139,9 @@ def depth_horizon(store: RunStore, seeds: list[int], base_seed: int = 0) -> Outc
     rows = _gap_rows(setting, pair, budgets, s.lr, out, {"base_seed": base_seed})
     if base_seed != 0:
         first = _pair(store, store.base(s.late), seeds, horizon, budgets, "[reference]")
-        pooled = {m: {r: {} for r in ("constant", "annealed")} for m in METHODS}
+        pooled: dict[str, dict[str, dict]] = {
+            m: {r: {} for r in ("constant", "annealed")} for m in METHODS
+        }
         for m in METHODS:
             for r in ("constant", "annealed"):
                 for b in budgets:
