@@ -140,6 +140,11 @@ def test_each_noised_source_range_is_read_once(tiny, tmp_path, monkeypatch):
     assert per_tensor == {n: ckpt.tensors[n].nbytes for n in experts + routers}
     assert jobs[0]._scopes.resident() <= 2 * max(ckpt.tensors[n].nbytes for n in experts)
     assert not jobs[0]._scopes._scopes  # every range released
+    name = experts[0]
+    x = ckpt.tensor(name).double()
+    std = jobs[0].std(name, 0, ckpt.tensors[name].nbytes)
+    assert std == pytest.approx(x.std(unbiased=False).item(), rel=1e-5)
+    assert not jobs[0]._scopes._scopes
 
 
 def test_bad_sampler_is_a_one_line_error(tiny, tmp_path, run_cli):

@@ -336,6 +336,15 @@ class PartJobs:
             self._local.work = torch.empty(2, max(CHUNK_ELEMENTS, STD_BLOCK), dtype=torch.float32)
         return self._local.raw, self._local.work[0], self._local.work[1]
 
+    def std(self, name: str, offset: int, nbytes: int) -> float:
+        """Standard deviation of a byte range of a float tensor (read for the occasion)."""
+        scope = (name, offset, nbytes)
+        self._scopes.hold(scope)
+        try:
+            return self._scopes.get(scope, self._load_scope)[1]
+        finally:
+            self._scopes.release(scope)
+
     def _load_scope(self, scope: ScopeKey, view: memoryview) -> float:
         """Read a source range into ``view`` and return its standard deviation, computed block
         by block while each block is in the cache (see :meth:`_block_moments`)."""
