@@ -50,39 +50,34 @@ def _horizon(store: RunStore) -> tuple[float, tuple[float, ...]]:
     return h, (0.25 * h, 0.5 * h, h)
 
 
-def _arm(store, base, spec, seeds, horizon, budgets, tag, lr=None):
-    """One grown run per seed, read at each budget at constant LR and annealed:
-    ``{"runs": [...], "constant": {b: [loss per seed]}, "annealed": {b: [...]}}``."""
-    runs, constant, annealed = [], {}, {}
-    for seed in seeds:
-        label = f"{tag}, seed {seed}"
-        run = store.grown(base, spec, horizon, seed, label, lr=lr, cooldowns=budgets)
-        runs.append(run)
-        for b in budgets:
-            from moegrow.experiments.curves import loss_at
+def _read(store, run, budgets, label) -> tuple[dict, dict]:
+    """A run's loss at each budget at its constant LR (its curve) and annealed (a cooldown)."""
+    from moegrow.experiments.curves import loss_at
 
-            value = loss_at(run.curve, b * store.chinchilla_flops)
-            constant.setdefault(b, []).append(run.loss_at_budget if value is None else value)
-            branch = store.cooldown(run, b, f"{label}, cooldown at {b:g} x F_c")
-            annealed.setdefault(b, []).append(branch.loss_at_budget)
-    return {"runs": runs, "constant": constant, "annealed": annealed}
+    constant, annealed = {}, {}
+    for b in budgets:
+        value = loss_at(run.curve, b * store.chinchilla_flops)
+        constant[b] = run.loss_at_budget if value is None else value
+        annealed[b] = store.cooldown(run, b, f"{label}, cooldown at {b:g} x F_c").loss_at_budget
+    return constant, annealed
 
 
 def _pair(store, base, seeds, horizon, budgets, tag, lr=None, **spec):
-    """Stacked and interposed arms of one setting."""
-    return {
-        m: _arm(
-            store,
-            base,
-            GrowthSpec(depth_method=m, **{"depth": 2, **spec}),
-            seeds,
-            horizon,
-            budgets,
-            f"{tag}: {m}",
-            lr,
-        )
-        for m in METHODS
-    }
+    """Stacked and interposed arms of one setting, seed by seed (so that an interrupted
+    campaign has complete pairs): ``{method: {"runs": [...], "constant": {b: [loss per
+    seed]}, "annealed": {b: [...]}}}``."""
+    out = {m: {"runs": [], "constant": {}, "annealed": {}} for m in METHODS}
+    for seed in seeds:
+        for m in METHODS:
+            label = f"{tag}: {m}, seed {seed}"
+            growth = GrowthSpec(depth_method=m, **{"depth": 2, **spec})
+            run = store.grown(base, growth, horizon, seed, label, lr=lr, cooldowns=budgets)
+            constant, annealed = _read(store, run, budgets, label)
+            out[m]["runs"].append(run)
+            for b in budgets:
+                out[m]["constant"].setdefault(b, []).append(constant[b])
+                out[m]["annealed"].setdefault(b, []).append(annealed[b])
+    return out
 
 
 def _gap_rows(setting: str, pair: dict, budgets, lr: float, out: Outcome, extra: dict) -> list:
