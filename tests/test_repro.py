@@ -154,6 +154,13 @@ def test_equal_extra_flops_bookkeeping(tmp_path, corpus, trained_base):
         sum(e["flops"] for e in ledger_of(base.path)), rel=1e-12
     )
     assert base.sunk_flops / store.chinchilla_flops == pytest.approx(SCALE.late, rel=0.02)
+    # a base folder holding only some checkpoints (as kept in docs/results for a continuation
+    # elsewhere) serves the points it has, and names the fix for the ones it lacks
+    early = store.base(SCALE.early).path
+    shutil.rmtree(early)
+    assert store.base(SCALE.late).path == base.path
+    with pytest.raises(MoegrowError, match="delete"):
+        store.base(SCALE.early)
     depth = store.grown(base, GrowthSpec(depth=2), SCALE.extra_fc, 0, "depth")
     width = store.grown(base, GrowthSpec(width=2), SCALE.extra_fc, 0, "width")
     budget = SCALE.extra_fc * store.chinchilla_flops
