@@ -245,6 +245,11 @@ def test_every_experiment_writes_csv_plots_and_markdown(tmp_path, corpus, monkey
     assert float(noise["alpha=0"]["co_selection"]) == 1.0
     assert float(noise["alpha=0.1"]["co_selection"]) < 1.0
     assert float(noise["random new experts"]["copy_weight_cosine"]) < 0.5
+    order = _csv(root / "order" / "order.csv")[0]
+    # the two paths share the base's weights, which dominate the raw cosine; their updates
+    # from the base grown both ways exactly agree less
+    updates, weights = float(order["update_cosine_global"]), float(order["weight_cosine_global"])
+    assert -1 <= updates < weights <= 1
     gaps = horizon.tables[0]
     assert len(gaps.rows) == 6  # three budgets, constant LR and annealed
     for row in gaps.rows:
