@@ -21,6 +21,8 @@ decisive runs (identical up to ``extra_fc``: constant LR, same warm-up, same bat
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from moegrow.experiments.repro.analysis import copy_pair_cosines
 from moegrow.experiments.repro.experiments import Outcome, Plot, Table, _mean_curve
 from moegrow.experiments.repro.runs import RunStore
@@ -147,13 +149,18 @@ def depth_horizon(store: RunStore, seeds: list[int], base_seed: int = 0) -> Outc
             f"Stack minus interposition from the {s.late:g} x F_c base, k = 2, grown runs of "
             f"{horizon:g} x F_c extra at constant LR {s.lr:g}, read at each budget at that LR "
             f"and after a cooldown (LR linear to {s.cooldown_min_ratio:g} x peak over the last "
-            f"{s.cooldown_fraction:.0%} of the budget); {len(seeds)} seeds",
+            f"{s.cooldown_fraction:.0%} of the budget); seeds: {len(seeds)}",
             rows,
         )
     )
     symmetry = []
     for m in METHODS:
-        values = [copy_pair_cosines(r.final, base.path, r.key["growth"]) for r in pair[m]["runs"]]
+        # results copied from another machine come without their checkpoints
+        kept = [r for r in pair[m]["runs"] if Path(r.final).is_dir()]
+        values = [copy_pair_cosines(r.final, base.path, r.key["growth"]) for r in kept]
+        if not values:
+            symmetry.append([m, "checkpoints not here", "-", "-"])
+            continue
         symmetry.append(
             [
                 m,
@@ -162,7 +169,7 @@ def depth_horizon(store: RunStore, seeds: list[int], base_seed: int = 0) -> Outc
                 fmt_mean_std([v["weight_cosine"] for v in values], 4),
             ]
         )
-        for seed, v in zip(seeds, values):
+        for seed, v in zip([r.key["seed"] for r in kept], values):
             out.rows.append({"setting": "symmetry", "method": m, "seed": seed, **v})
     out.tables.append(
         Table(
@@ -215,7 +222,7 @@ def _cause(
         rows += _gap_rows(label, pair, (b,), lr or s.lr, out, {"base_fc": point})
     out.tables.append(
         _gap_table(
-            f"Stack minus interposition at {b:g} x F_c extra ({len(seeds)} seeds; reference: the "
+            f"Stack minus interposition at {b:g} x F_c extra (seeds: {len(seeds)}; reference: the "
             f"decisive arms from the {s.late:g} x F_c base at LR {s.lr:g})",
             rows,
         )
