@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="write a freshly initialised checkpoint from a preset")
     p.add_argument("out")
-    p.add_argument("--preset", default="tiny", help="tiny, small, paper-3b or paper-17b")
+    p.add_argument("--preset", default="tiny", help="tiny, deep, small, paper-3b or paper-17b")
     p.add_argument("--tokenizer", metavar="DIR", help="tokenizer folder or prepared data folder")
     p.add_argument("--vocab", type=int, help="vocabulary size when no tokenizer is given")
     p.add_argument(
