@@ -154,6 +154,13 @@ def test_equal_extra_flops_bookkeeping(tmp_path, corpus, trained_base):
         sum(e["flops"] for e in ledger_of(base.path)), rel=1e-12
     )
     assert base.sunk_flops / store.chinchilla_flops == pytest.approx(SCALE.late, rel=0.02)
+    # a base folder holding only some checkpoints (as kept in docs/results for a continuation
+    # elsewhere) serves the points it has, and names the fix for the ones it lacks
+    early = store.base(SCALE.early).path
+    shutil.rmtree(early)
+    assert store.base(SCALE.late).path == base.path
+    with pytest.raises(MoegrowError, match="delete"):
+        store.base(SCALE.early)
     depth = store.grown(base, GrowthSpec(depth=2), SCALE.extra_fc, 0, "depth")
     width = store.grown(base, GrowthSpec(width=2), SCALE.extra_fc, 0, "width")
     budget = SCALE.extra_fc * store.chinchilla_flops
@@ -238,6 +245,11 @@ def test_every_experiment_writes_csv_plots_and_markdown(tmp_path, corpus, monkey
     assert float(noise["alpha=0"]["co_selection"]) == 1.0
     assert float(noise["alpha=0.1"]["co_selection"]) < 1.0
     assert float(noise["random new experts"]["copy_weight_cosine"]) < 0.5
+    order = _csv(root / "order" / "order.csv")[0]
+    # the two paths share the base's weights, which dominate the raw cosine; their updates
+    # from the base grown both ways exactly agree less
+    updates, weights = float(order["update_cosine_global"]), float(order["weight_cosine_global"])
+    assert -1 <= updates < weights <= 1
     gaps = horizon.tables[0]
     assert len(gaps.rows) == 6  # three budgets, constant LR and annealed
     for row in gaps.rows:

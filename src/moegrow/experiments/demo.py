@@ -44,7 +44,7 @@ from moegrow.modeling.quiet import quiet_transformers
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo; the defaults take about 8 minutes on 2 CPU cores."""
+    """Sizes of the demo; the defaults take about 6 CPU-minutes (one thread, measured)."""
 
     vocab: int = 512
     """BPE vocabulary: small, so that embeddings don't dominate a tiny model."""

@@ -58,16 +58,23 @@ def _tensors(folder: Path) -> dict[str, torch.Tensor]:
         }
 
 
-def weight_cosine(a: Path, b: Path) -> dict:
+def weight_cosine(a: Path, b: Path, reference: Path | None = None) -> dict:
     """Cosine between two checkpoints of the same shapes: over all weights at once, and the
-    mean over tensors."""
+    mean over tensors. With ``reference`` (same shapes), the cosine of the updates
+    ``a - reference`` and ``b - reference`` instead (tensors the two left unchanged are
+    skipped)."""
     ta, tb = _tensors(a), _tensors(b)
     if ta.keys() != tb.keys():
         raise ValueError(f"{a} and {b} do not have the same tensors")
+    tr = _tensors(reference) if reference is not None else {}
     dot = na = nb = 0.0
     per = []
     for name in sorted(ta):
         x, y = ta[name].double(), tb[name].double()
+        if reference is not None:
+            x, y = x - tr[name].double(), y - tr[name].double()
+            if not (x.any() and y.any()):
+                continue
         dot += float((x * y).sum())
         na += float((x * x).sum())
         nb += float((y * y).sum())

@@ -21,6 +21,8 @@ decisive runs (identical up to ``extra_fc``: constant LR, same warm-up, same bat
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from moegrow.experiments.repro.analysis import copy_pair_cosines
 from moegrow.experiments.repro.experiments import Outcome, Plot, Table, _mean_curve
 from moegrow.experiments.repro.runs import RunStore
@@ -50,39 +52,34 @@ def _horizon(store: RunStore) -> tuple[float, tuple[float, ...]]:
     return h, (0.25 * h, 0.5 * h, h)
 
 
-def _arm(store, base, spec, seeds, horizon, budgets, tag, lr=None):
-    """One grown run per seed, read at each budget at constant LR and annealed:
-    ``{"runs": [...], "constant": {b: [loss per seed]}, "annealed": {b: [...]}}``."""
-    runs, constant, annealed = [], {}, {}
-    for seed in seeds:
-        label = f"{tag}, seed {seed}"
-        run = store.grown(base, spec, horizon, seed, label, lr=lr, cooldowns=budgets)
-        runs.append(run)
-        for b in budgets:
-            from moegrow.experiments.curves import loss_at
+def _read(store, run, budgets, label) -> tuple[dict, dict]:
+    """A run's loss at each budget at its constant LR (its curve) and annealed (a cooldown)."""
+    from moegrow.experiments.curves import loss_at
 
-            value = loss_at(run.curve, b * store.chinchilla_flops)
-            constant.setdefault(b, []).append(run.loss_at_budget if value is None else value)
-            branch = store.cooldown(run, b, f"{label}, cooldown at {b:g} x F_c")
-            annealed.setdefault(b, []).append(branch.loss_at_budget)
-    return {"runs": runs, "constant": constant, "annealed": annealed}
+    constant, annealed = {}, {}
+    for b in budgets:
+        value = loss_at(run.curve, b * store.chinchilla_flops)
+        constant[b] = run.loss_at_budget if value is None else value
+        annealed[b] = store.cooldown(run, b, f"{label}, cooldown at {b:g} x F_c").loss_at_budget
+    return constant, annealed
 
 
 def _pair(store, base, seeds, horizon, budgets, tag, lr=None, **spec):
-    """Stacked and interposed arms of one setting."""
-    return {
-        m: _arm(
-            store,
-            base,
-            GrowthSpec(depth_method=m, **{"depth": 2, **spec}),
-            seeds,
-            horizon,
-            budgets,
-            f"{tag}: {m}",
-            lr,
-        )
-        for m in METHODS
-    }
+    """Stacked and interposed arms of one setting, seed by seed (so that an interrupted
+    campaign has complete pairs): ``{method: {"runs": [...], "constant": {b: [loss per
+    seed]}, "annealed": {b: [...]}}}``."""
+    out = {m: {"runs": [], "constant": {}, "annealed": {}} for m in METHODS}
+    for seed in seeds:
+        for m in METHODS:
+            label = f"{tag}: {m}, seed {seed}"
+            growth = GrowthSpec(depth_method=m, **{"depth": 2, **spec})
+            run = store.grown(base, growth, horizon, seed, label, lr=lr, cooldowns=budgets)
+            constant, annealed = _read(store, run, budgets, label)
+            out[m]["runs"].append(run)
+            for b in budgets:
+                out[m]["constant"].setdefault(b, []).append(constant[b])
+                out[m]["annealed"].setdefault(b, []).append(annealed[b])
+    return out
 
 
 def _gap_rows(setting: str, pair: dict, budgets, lr: float, out: Outcome, extra: dict) -> list:
@@ -154,13 +151,18 @@ def depth_horizon(store: RunStore, seeds: list[int], base_seed: int = 0) -> Outc
             f"Stack minus interposition from the {s.late:g} x F_c base, k = 2, grown runs of "
             f"{horizon:g} x F_c extra at constant LR {s.lr:g}, read at each budget at that LR "
             f"and after a cooldown (LR linear to {s.cooldown_min_ratio:g} x peak over the last "
-            f"{s.cooldown_fraction:.0%} of the budget); {len(seeds)} seeds",
+            f"{s.cooldown_fraction:.0%} of the budget); seeds: {len(seeds)}",
             rows,
         )
     )
     symmetry = []
     for m in METHODS:
-        values = [copy_pair_cosines(r.final, base.path, r.key["growth"]) for r in pair[m]["runs"]]
+        # results copied from another machine come without their checkpoints
+        kept = [r for r in pair[m]["runs"] if Path(r.final).is_dir()]
+        values = [copy_pair_cosines(r.final, base.path, r.key["growth"]) for r in kept]
+        if not values:
+            symmetry.append([m, "checkpoints not here", "-", "-"])
+            continue
         symmetry.append(
             [
                 m,
@@ -169,7 +171,7 @@ def depth_horizon(store: RunStore, seeds: list[int], base_seed: int = 0) -> Outc
                 fmt_mean_std([v["weight_cosine"] for v in values], 4),
             ]
         )
-        for seed, v in zip(seeds, values):
+        for seed, v in zip([r.key["seed"] for r in kept], values):
             out.rows.append({"setting": "symmetry", "method": m, "seed": seed, **v})
     out.tables.append(
         Table(
@@ -222,7 +224,7 @@ def _cause(
         rows += _gap_rows(label, pair, (b,), lr or s.lr, out, {"base_fc": point})
     out.tables.append(
         _gap_table(
-            f"Stack minus interposition at {b:g} x F_c extra ({len(seeds)} seeds; reference: the "
+            f"Stack minus interposition at {b:g} x F_c extra (seeds: {len(seeds)}; reference: the "
             f"decisive arms from the {s.late:g} x F_c base at LR {s.lr:g})",
             rows,
         )

@@ -559,6 +559,8 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
     base = store.base(s.late)
     half = s.extra_fc / 2
     depth, width = GrowthSpec(depth=2), GrowthSpec(width=2)
+    # both paths start from this point, up to their noise: the base grown both ways exactly
+    exact = _exact_growth(store, base.path, GrowthSpec(depth=2, width=2, noise=0.0))
     table = []
     for seed in seeds:
         d1 = store.grown(base, depth, half, seed, f"[order] depth first, seed {seed}")
@@ -566,6 +568,7 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
         w1 = store.grown(base, width, half, seed, f"[order] width first, seed {seed}")
         wd = store.grown(w1.as_source(), depth, half, seed, f"[order] then depth, seed {seed}")
         weights = weight_cosine(dw.final, wd.final)
+        updates = weight_cosine(dw.final, wd.final, reference=exact)
         moments = moment_cosine(d1.final, w1.final, lambda j: j // 2)
         out.rows.append(
             {
@@ -576,6 +579,8 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
                 "extra_flops_width_then_depth": w1.extra_flops + wd.extra_flops,
                 "weight_cosine_global": weights["global"],
                 "weight_cosine_mean_per_tensor": weights["mean_per_tensor"],
+                "update_cosine_global": updates["global"],
+                "update_cosine_mean_per_tensor": updates["mean_per_tensor"],
                 "adam_m_cosine_global": moments["global"],
                 "adam_m_abs_cosine_mean_per_tensor": moments["mean_abs_per_tensor"],
                 "adam_m_abs_cosine_max_per_tensor": moments["max_abs_per_tensor"],
@@ -588,6 +593,7 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
                 f"{dw.loss_at_budget:.4f}",
                 f"{wd.loss_at_budget:.4f}",
                 f"{weights['global']:.3f} / {weights['mean_per_tensor']:.3f}",
+                f"{updates['global']:.3f} / {updates['mean_per_tensor']:.3f}",
                 f"{moments['global']:+.3f} / {moments['mean_abs_per_tensor']:.3f} / "
                 f"{moments['max_abs_per_tensor']:.3f}",
             ]
@@ -601,6 +607,8 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
                 "depth then width: loss",
                 "width then depth: loss",
                 "weight cosine of the two final models (global / mean per tensor)",
+                "cosine of their updates from the base grown both ways exactly (global / mean "
+                "per tensor)",
                 "Adam m cosine, depth-grown vs width-grown after stage 1 (global / mean |cos| "
                 "/ max |cos|)",
             ],
@@ -608,6 +616,18 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
         )
     )
     return out
+
+
+def _exact_growth(store: RunStore, source: Path, spec: GrowthSpec) -> Path:
+    """``source`` grown by ``spec`` (deterministic: cached in the store's root by name)."""
+    from moegrow.experiments.repro.runs import digest
+    from moegrow.growth.grow import grow
+
+    folder = store.root / "exact" / f"{source.parent.parent.name}-{source.name}-"
+    folder = folder.with_name(folder.name + digest(spec.to_json()))
+    if not folder.is_dir():
+        grow(source, folder, spec, progress=False)
+    return folder
 
 
 # -- 7 -------------------------------------------------------------------------------------------

@@ -279,6 +279,8 @@ class RunStore:
             if ckpt.is_dir():
                 continue
             done = _last_step(run)
+            if done > target and p < point:
+                continue  # an earlier growth point's checkpoint is not needed for this one
             if done > target:
                 raise MoegrowError(
                     f"{run}: has a checkpoint past step {target} but not at it; delete {folder} "
