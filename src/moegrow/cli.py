@@ -113,7 +113,6 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
 def cmd_grow(a: argparse.Namespace) -> int:
     from moegrow.growth.grow import grow
-    from moegrow.growth.report import human
 
     spec = spec_from_args(a)
     result = grow(
@@ -124,19 +123,25 @@ def cmd_grow(a: argparse.Namespace) -> int:
         overwrite=a.overwrite,
         progress=not a.quiet,
     )
+    print(f"grew {a.src} -> {result.out}: {len(result.plan.layer_map)} layers, {_written(result)}")
+    return 0
+
+
+def _written(result) -> str:
+    """What a growth or an upcycling wrote, how fast, and whether it is exact."""
+    from moegrow.growth.report import human
+
     plan = result.plan
     rate = result.bytes_written / max(result.seconds, 1e-9)
-    print(
-        f"grew {a.src} -> {result.out}: {len(plan.layer_map)} layers, "
+    return (
         f"{len(plan.tensors)} tensors, {human(result.bytes_written, 'B')} in {result.num_shards} "
         f"shard(s), {result.seconds:.1f} s ({human(rate, 'B')}/s); exact: "
         + ("yes" if plan.exact else "no (" + "; ".join(plan.not_exact) + ")")
     )
-    return 0
 
 
 def cmd_upcycle(a: argparse.Namespace) -> int:
-    from moegrow.growth.report import human, render_plan
+    from moegrow.growth.report import render_plan
     from moegrow.growth.upcycle_run import plan_upcycle, upcycle
     from moegrow.growth.upcycle_spec import UpcycleSpec, parse_layers
 
@@ -169,14 +174,9 @@ def cmd_upcycle(a: argparse.Namespace) -> int:
         overwrite=a.overwrite,
         progress=not a.quiet,
     )
-    plan = result.plan
-    rate = result.bytes_written / max(result.seconds, 1e-9)
     print(
-        f"upcycled {a.src} -> {result.out} ({plan.config['model_type']}): {spec.experts} "
-        f"experts, top-{spec.top_k}, {len(plan.tensors)} tensors, "
-        f"{human(result.bytes_written, 'B')} in {result.num_shards} shard(s), "
-        f"{result.seconds:.1f} s ({human(rate, 'B')}/s); exact: "
-        + ("yes" if plan.exact else "no (" + "; ".join(plan.not_exact) + ")")
+        f"upcycled {a.src} -> {result.out} ({result.plan.config['model_type']}): "
+        f"{spec.experts} experts, top-{spec.top_k}, {_written(result)}"
     )
     return 0
 
