@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from dataclasses import asdict
@@ -106,6 +107,9 @@ def parse_args(argv):
         help="most seconds to wait for a quiet machine before each run",
     )
     p.add_argument("--skip-granularity", action="store_true")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="rounds (each runs every command); medians"
+    )
     return p.parse_args(argv)
 
 
@@ -151,12 +155,21 @@ def main(argv=None) -> None:
             dense,
             [*up, "OUT", "--experts", e, "--top-k", "2", "--granularity", "2"],
         )
-    results: dict[str, gb.Run] = {}
-    for key, (name, src, cmd) in runs.items():
-        out = work / f"out-{key}"
-        cmd = [str(out) if c == "OUT" else c for c in cmd] + ["--quiet"]
-        gb.wait_until_quiet(args.quiet_wait)
-        results[key] = gb.measure(name, cmd, out, src, logs, keep=False)
+    samples: dict[str, list[gb.Run]] = {key: [] for key in runs}
+    for i in range(args.repeat):  # rounds: a drift of the machine's speed hits all alike
+        if args.repeat > 1:
+            print(f"round {i + 1} of {args.repeat}", flush=True)
+        for key, (name, src, cmd) in runs.items():
+            out = work / f"out-{key}"
+            cmd = [str(out) if c == "OUT" else c for c in cmd] + ["--quiet"]
+            gb.wait_until_quiet(args.quiet_wait)
+            samples[key].append(gb.measure(name, cmd, out, src, logs, keep=False))
+    results = {key: gb.median(s) for key, s in samples.items()}
+
+    def ratio(a: str, b: str) -> float:  # median over rounds of the ratio within each round
+        return statistics.median(
+            x.total_seconds / y.total_seconds for x, y in zip(samples[a], samples[b])
+        )
 
     print(f"\n{'run':<36} {'GB':>6} {'s':>7} {'cpu s':>7} {'other':>7} {'peak RSS':>9}")
     for r in results.values():
@@ -168,13 +181,13 @@ def main(argv=None) -> None:
     checks = [
         gb.Check(
             "upcycle time / grow time (copies)",
-            results["upcycle"].total_seconds / results["grow"].total_seconds,
+            ratio("upcycle", "grow"),
             "<=",
             RATIO_TARGET,
         ),
         gb.Check(
             "upcycle time / grow time (noise 0.01)",
-            results["upcycle-noise"].total_seconds / results["grow-noise"].total_seconds,
+            ratio("upcycle-noise", "grow-noise"),
             "<=",
             RATIO_TARGET,
         ),
@@ -190,6 +203,7 @@ def main(argv=None) -> None:
     report = {
         "source": {"preset": args.preset, "layers": layers, "bytes": size},
         "runs": {k: asdict(r) | {"total_seconds": r.total_seconds} for k, r in results.items()},
+        "seconds_per_round": {k: [r.total_seconds for r in v] for k, v in samples.items()},
         "checks": [asdict(c) | {"ok": c.ok} for c in checks],
         "machine": {"cpus": os.cpu_count()},
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

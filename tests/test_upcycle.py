@@ -213,6 +213,32 @@ def test_config_keeps_dense_defaults(tmp_path, dense):
     assert diff <= tol
 
 
+def test_dense_defaults_match_transformers():
+    """The table of dense defaults is data; it must say what the installed classes say."""
+    from transformers import AutoConfig
+
+    from moegrow.growth.upcycle_pairs import DEFAULT_SENSITIVE, DENSE_DEFAULTS, PAIRS
+
+    for pair in PAIRS:
+        for model_type in pair.source_types:
+            d = AutoConfig.for_model(model_type)
+            keys = [k for k in (*DEFAULT_SENSITIVE, *pair.carry) if k != "head_dim"]
+            expected = {k: getattr(d, k) for k in keys if hasattr(d, k)}
+            assert DENSE_DEFAULTS[model_type] == expected, model_type
+
+
+def test_absent_head_dim_is_derived(tmp_path, dense):
+    src = tmp_path / "dense"
+    shutil.copytree(dense("llama"), src)
+    cfg = json.loads((src / "config.json").read_text())
+    del cfg["head_dim"]
+    (src / "config.json").write_text(json.dumps(cfg))
+    upcycle(src, tmp_path / "moe", UpcycleSpec(experts=4, top_k=2), progress=False)
+    assert json.loads((tmp_path / "moe" / "config.json").read_text())["head_dim"] == 16
+    diff, tol = _deviation(src, tmp_path / "moe")
+    assert diff <= tol
+
+
 def test_cli_plan_and_upcycle(dense, tmp_path, run_cli):
     src = dense("qwen3")
     code, out, err = run_cli(

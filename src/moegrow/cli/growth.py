@@ -76,12 +76,16 @@ def cmd_grow(a: argparse.Namespace) -> int:
 
 
 def render_grow(src: str, result) -> str:
+    return f"grew {src} -> {result.out}: {len(result.plan.layer_map)} layers, {_written(result)}"
+
+
+def _written(result) -> str:
+    """What a growth or an upcycling wrote, how fast, and whether it is exact."""
     from moegrow.growth.report import human
 
     plan = result.plan
     rate = result.bytes_written / max(result.seconds, 1e-9)
     return (
-        f"grew {src} -> {result.out}: {len(plan.layer_map)} layers, "
         f"{len(plan.tensors)} tensors, {human(result.bytes_written, 'B')} in {result.num_shards} "
         f"shard(s), {result.seconds:.1f} s ({human(rate, 'B')}/s); exact: "
         + ("yes" if plan.exact else "no (" + "; ".join(plan.not_exact) + ")")
@@ -115,16 +119,9 @@ def cmd_upcycle(a: argparse.Namespace) -> int:
 
 
 def render_upcycle(src: str, spec, result) -> str:
-    from moegrow.growth.report import human
-
-    plan = result.plan
-    rate = result.bytes_written / max(result.seconds, 1e-9)
     return (
-        f"upcycled {src} -> {result.out} ({plan.config['model_type']}): {spec.experts} "
-        f"experts, top-{spec.top_k}, {len(plan.tensors)} tensors, "
-        f"{human(result.bytes_written, 'B')} in {result.num_shards} shard(s), "
-        f"{result.seconds:.1f} s ({human(rate, 'B')}/s); exact: "
-        + ("yes" if plan.exact else "no (" + "; ".join(plan.not_exact) + ")")
+        f"upcycled {src} -> {result.out} ({result.plan.config['model_type']}): "
+        f"{spec.experts} experts, top-{spec.top_k}, {_written(result)}"
     )
 
 

@@ -18,7 +18,14 @@ from moegrow.families import BY_MODEL_TYPE
 from moegrow.families.base import Family
 from moegrow.growth.config_edit import ConfigEditor, num_layers
 from moegrow.growth.plan import RANDOM_ROUTER_STD, OutTensor, Part, Plan, split_layers
-from moegrow.growth.upcycle_pairs import DEFAULT_SENSITIVE, DENSE_MLP, MoeTarget, Pair, find_pair
+from moegrow.growth.upcycle_pairs import (
+    DEFAULT_SENSITIVE,
+    DENSE_DEFAULTS,
+    DENSE_MLP,
+    MoeTarget,
+    Pair,
+    find_pair,
+)
 from moegrow.growth.upcycle_sources import source_name
 from moegrow.growth.upcycle_spec import UpcycleSpec
 from moegrow.io.checkpoint import Checkpoint
@@ -205,14 +212,15 @@ def _dense_width(ckpt: Checkpoint, layers, upcycled: set[int]) -> int:
 def _edit_config(ed: ConfigEditor, pair, spec, target_type, arch, inter, upcycled, n) -> None:
     tgt: MoeTarget = pair.target
     src = ed.config
-    absent = [
-        key
-        for key in (*DEFAULT_SENSITIVE, *pair.carry)
-        if key not in src and not (key == "rope_parameters" and "rope_theta" in src)
-    ]
-    defaults = _dense_defaults(src["model_type"]) if absent else {}
-    for key in absent:
-        if key in defaults:
+    defaults = DENSE_DEFAULTS[src["model_type"]]
+    for key in (*DEFAULT_SENSITIVE, *pair.carry):
+        if key in src or (key == "rope_parameters" and "rope_theta" in src):
+            continue
+        if key == "head_dim":  # derived by both classes; written so that neither differs
+            heads = src.get("num_attention_heads")
+            if isinstance(heads, int) and isinstance(src.get("hidden_size"), int):
+                ed.set(key, src["hidden_size"] // heads)
+        elif key in defaults:
             ed.set(key, defaults[key])
     ed.set("model_type", target_type)
     ed.set("architectures", [arch])
@@ -227,21 +235,6 @@ def _edit_config(ed: ConfigEditor, pair, spec, target_type, arch, inter, upcycle
         ed.set(tgt.shared.width_key, inter if spec.shared_expert else inter // spec.granularity)
     if tgt.dense_layers_key:
         ed.set(tgt.dense_layers_key, sorted(set(range(n)) - upcycled))
-
-
-def _dense_defaults(model_type: str) -> dict:
-    """The dense config class's defaults for the keys whose defaults differ between twins."""
-    from transformers import AutoConfig
-
-    d = AutoConfig.for_model(model_type)
-    keys = set(DEFAULT_SENSITIVE) | {k for p in _all_carry() for k in p}
-    return {k: getattr(d, k) for k in keys if hasattr(d, k)}
-
-
-def _all_carry():
-    from moegrow.growth.upcycle_pairs import PAIRS
-
-    return [p.carry for p in PAIRS]
 
 
 def _exactness(spec: UpcycleSpec, tgt: MoeTarget) -> tuple[list[str], list[str]]:

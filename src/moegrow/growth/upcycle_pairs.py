@@ -39,6 +39,42 @@ DEFAULT_SENSITIVE = (
 )
 
 
+_ROPE = {"rope_theta": 10000.0, "rope_type": "default"}
+_COMMON = {
+    "rope_parameters": _ROPE,
+    "rms_norm_eps": 1e-06,
+    "tie_word_embeddings": False,
+    "pad_token_id": None,
+    "hidden_act": "silu",
+    "initializer_range": 0.02,
+}
+
+#: The dense config classes' defaults of :data:`DEFAULT_SENSITIVE` (transformers 5.24; a test
+#: compares them with the installed transformers). ``head_dim`` is not listed: when absent it is
+#: derived, hidden_size // num_attention_heads, by the dense class and its twin alike.
+DENSE_DEFAULTS: dict[str, dict[str, object]] = {
+    "llama": _COMMON
+    | {"attention_bias": False, "bos_token_id": 1, "eos_token_id": 2}
+    | {"max_position_embeddings": 2048},
+    "mistral": _COMMON
+    | {"sliding_window": 4096, "bos_token_id": 1, "eos_token_id": 2}
+    | {"max_position_embeddings": 131072},
+    "qwen2": _COMMON
+    | {"sliding_window": None, "bos_token_id": None, "eos_token_id": None}
+    | {"max_position_embeddings": 32768},
+    "qwen3": _COMMON
+    | {"sliding_window": None, "attention_bias": False, "bos_token_id": None}
+    | {"eos_token_id": None, "max_position_embeddings": 32768},
+    "granite": _COMMON
+    | {"attention_bias": False, "bos_token_id": 1, "eos_token_id": 2}
+    | {"max_position_embeddings": 2048, "embedding_multiplier": 1.0}
+    | {"residual_multiplier": 1.0, "attention_multiplier": 1.0},
+    "olmo2": _COMMON
+    | {"rms_norm_eps": 1e-05, "attention_bias": False, "bos_token_id": None}
+    | {"eos_token_id": 50279, "pad_token_id": 1, "max_position_embeddings": 2048},
+}
+
+
 @dataclass(frozen=True)
 class SharedExpert:
     """A target's shared expert: tensor names and the factor its output is multiplied by when
