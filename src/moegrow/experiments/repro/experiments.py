@@ -115,6 +115,18 @@ def _seeded(store: RunStore, parent, spec: GrowthSpec, extra_fc: float, seeds, l
 GAP_COLUMN = "mean gap [95 % t-interval, paired over seeds]"
 
 
+def _run_row(r: RunResult, seed: int, **settings: object) -> dict:
+    """One CSV row: the settings that tell a run apart, then what every run reports."""
+    return {
+        **settings,
+        "seed": seed,
+        "sunk_flops": r.sunk_flops,
+        "start_val_loss": r.start_val_loss,
+        "extra_flops": r.extra_flops,
+        "val_loss_at_budget": r.loss_at_budget,
+    }
+
+
 def _gap_row(label: str, worse: list[float], better: list[float]) -> list:
     """Mean of the paired differences worse - better, its 95 % Student-t interval and the
     spread of the differences over seeds."""
@@ -154,18 +166,7 @@ def depth_method(store: RunStore, seeds: list[int]) -> Outcome:
                 )
                 losses[method] = [r.loss_at_budget for r in runs]
                 for seed, r in zip(seeds, runs):
-                    out.rows.append(
-                        {
-                            "base_fc": point,
-                            "sunk_flops": r.sunk_flops,
-                            "k": k,
-                            "method": method,
-                            "seed": seed,
-                            "start_val_loss": r.start_val_loss,
-                            "extra_flops": r.extra_flops,
-                            "val_loss_at_budget": r.loss_at_budget,
-                        }
-                    )
+                    out.rows.append(_run_row(r, seed, base_fc=point, k=k, method=method))
                 summary.append(
                     [
                         f"{point:g}",
@@ -238,12 +239,8 @@ def noise(store: RunStore, seeds: list[int]) -> Outcome:
         co = [co_selection(r.final, store.data, e, s.seq_len, s.eval_tokens // 2) for r in runs]
         for seed, r, d, c in zip(seeds, runs, div, co):
             out.rows.append(
-                {
-                    "variant": label,
-                    "seed": seed,
-                    "start_val_loss": r.start_val_loss,
-                    "extra_flops": r.extra_flops,
-                    "val_loss_at_budget": r.loss_at_budget,
+                _run_row(r, seed, variant=label)
+                | {
                     "copy_weight_cosine": d["copy_weight_cosine"],
                     "copy_router_cosine": d["copy_router_cosine"],
                     "co_selection": c,
@@ -315,14 +312,7 @@ def routing(store: RunStore, seeds: list[int]) -> Outcome:
         runs = _seeded(store, base, spec, s.extra_fc, seeds, f"[routing] {label}")
         for seed, r in zip(seeds, runs):
             out.rows.append(
-                {
-                    "variant": label,
-                    "seed": seed,
-                    "start_val_loss": r.start_val_loss,
-                    "extra_flops": r.extra_flops,
-                    "val_loss_at_budget": r.loss_at_budget,
-                    "val_loss_at_half_budget": _at(r, 0.5),
-                }
+                _run_row(r, seed, variant=label) | {"val_loss_at_half_budget": _at(r, 0.5)}
             )
         summary.append(
             [
@@ -383,15 +373,7 @@ def sunk_cost(store: RunStore, seeds: list[int]) -> Outcome:
         final = [r.loss_at_budget for r in runs]
         for seed, r in zip(seeds, runs):
             out.rows.append(
-                {
-                    "base_fc": point,
-                    "phase": phase,
-                    "seed": seed,
-                    "sunk_flops": r.sunk_flops,
-                    "base_val_loss": base.val_loss,
-                    "extra_flops": r.extra_flops,
-                    "val_loss_at_budget": r.loss_at_budget,
-                }
+                _run_row(r, seed, base_fc=point, phase=phase) | {"base_val_loss": base.val_loss}
             )
         mean = sum(final) / len(final)
         xs.append(runs[0].sunk_flops)
@@ -657,17 +639,13 @@ def post_norm(store: RunStore, seeds: list[int]) -> Outcome:
             recovery = [recovery_steps(r.train_losses, base.loss_level) for r in runs]
             for seed, r, sp, rec in zip(seeds, runs, spikes, recovery):
                 out.rows.append(
-                    {
-                        "norm": norm,
-                        "alpha": alpha,
-                        "seed": seed,
+                    _run_row(r, seed, norm=norm, alpha=alpha)
+                    | {
                         "base_val_loss": base.val_loss,
                         "base_train_loss_level": base.loss_level,
-                        "start_val_loss": r.start_val_loss,
                         "train_loss_spike": sp,
                         "recovery_steps": rec,
                         "steps": r.steps,
-                        "val_loss_at_budget": r.loss_at_budget,
                     }
                 )
             table.append(
