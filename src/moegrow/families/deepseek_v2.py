@@ -1,17 +1,13 @@
 """DeepSeek-V2 (``deepseek_v2``): MLA attention, shared experts, a dense prefix of
 ``first_k_dense_replace`` layers, softmax routing (optionally group-limited), no renormalisation."""
 
-from moegrow.families.base import Experts, Family, Router
+from moegrow.families.base import Family, Router
+from moegrow.families.layouts import DEEPSEEK_COUNT_KEYS, per_expert_mlp
 
 FAMILY = Family(
     name="deepseek_v2",
     model_types=("deepseek_v2",),
-    experts=Experts(
-        count_keys=("n_routed_experts", "num_experts", "num_local_experts"),
-        top_k_keys=("num_experts_per_tok",),
-        per_expert=("mlp.experts.{e}.*",),
-        down=("mlp.experts.{e}.down_proj.*",),
-    ),
+    experts=per_expert_mlp(DEEPSEEK_COUNT_KEYS),
     router=Router(
         weight="mlp.gate.weight",
         scoring="softmax",

@@ -4,24 +4,19 @@ tensors, as transformers' registered conversion writes them), a router whose sco
 chooses (``router_scoring``: softmax, or the paper's sigmoid with ``e_score_correction_bias``)
 and pre- or post-norm layers (``norm_position``)."""
 
-from moegrow.families.base import Experts, Family, Router
+from dataclasses import replace
+
+from moegrow.families.base import Family
+from moegrow.families.layouts import SOFTMAX_GATE, per_expert_mlp
 
 FAMILY = Family(
     name="moegrow_moe",
     model_types=("moegrow_moe",),
-    experts=Experts(
-        count_keys=("num_experts", "num_local_experts"),
-        top_k_keys=("num_experts_per_tok",),
-        per_expert=("mlp.experts.{e}.*",),
-        down=("mlp.experts.{e}.down_proj.*",),
-    ),
-    router=Router(
-        weight="mlp.gate.weight",
+    experts=per_expert_mlp(),
+    router=replace(
+        SOFTMAX_GATE,
         balance_biases=("mlp.gate.e_score_correction_bias",),
-        scoring="softmax",
         scoring_key="router_scoring",
-        renormalize="norm_topk_prob",
-        renormalize_default=False,
     ),
     residual=("self_attn.o_proj.*", "mlp.experts.{e}.down_proj.*", "mlp.down_proj.*"),
     layer_index_lists=("mlp_only_layers",),
