@@ -14,6 +14,7 @@ from moegrow.growth.config_edit import (
     ConfigEditor,
     edit_depth,
     edit_width,
+    mtp_layers_on_disk,
     num_layers,
     num_mtp_layers,
 )
@@ -136,8 +137,8 @@ def validate_source(ckpt: Checkpoint, family: Family) -> None:
     """Check the checkpoint against its family declaration before planning anything."""
     cfg = ckpt.config
     n = num_layers(cfg, family)
-    n_mtp = num_mtp_layers(cfg, family)
     globals_, layers = split_layers(ckpt, family)
+    n_mtp = mtp_layers_on_disk(cfg, family, set(layers))
     names = {t.name for t in globals_}
     for req in family.required_global:
         if req not in names:
@@ -151,7 +152,7 @@ def validate_source(ckpt: Checkpoint, family: Family) -> None:
         raise CheckpointError(
             f"{ckpt.folder}: tensor {example!r} belongs to layer {i}, but config.json declares "
             f"{family.num_layers_key}={n}"
-            + (f" and {family.mtp_key}={n_mtp}" if family.mtp_key else "")
+            + (f" and {family.mtp_key}={num_mtp_layers(cfg, family)}" if family.mtp_key else "")
         )
     for i in range(n + n_mtp):
         rests = layers.get(i)
@@ -237,8 +238,9 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
     check_scale(ckpt, family, spec)
     validate_source(ckpt, family)
     n = num_layers(cfg, family)
-    n_mtp = num_mtp_layers(cfg, family)
     globals_, layers = split_layers(ckpt, family)
+    n_mtp = mtp_layers_on_disk(cfg, family, set(layers))
+    declared_mtp = num_mtp_layers(cfg, family)
 
     if spec.grows_depth and family.depth_refused:
         raise GrowthError(f"--depth: {family.name}: {family.depth_refused}")
@@ -247,6 +249,12 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
     editor = ConfigEditor(cfg, scope=family.text_config)
     not_exact: list[str] = []
     notes: list[str] = []
+    if declared_mtp > n_mtp:
+        notes.append(
+            f"config.json declares {family.mtp_key}={declared_mtp} but the shards hold "
+            f"{n_mtp} multi-token-prediction layer(s) (transformers' save_pretrained does not "
+            f"save them); growing the {n + n_mtp} layer(s) present, {family.mtp_key} kept"
+        )
     if spec.grows_depth:
         edit_depth(editor, family, layer_map)
         check_depth_kinds(cfg, editor.config, family, layer_map, n)
