@@ -20,6 +20,7 @@ from moegrow.growth.config_edit import (
 )
 from moegrow.growth.hybrid_rules import check_depth_kinds
 from moegrow.growth.layer_map import build_layer_map, copy_flags, preserves_order
+from moegrow.growth.layer_sets import check_layer_sets
 from moegrow.growth.limits import check_scale
 from moegrow.growth.routing import WidthRules, width_rules
 from moegrow.growth.spec import GrowthSpec
@@ -170,6 +171,7 @@ def validate_source(ckpt: Checkpoint, family: Family) -> None:
                     )
         if family.is_moe:
             _validate_moe_layer(ckpt, family, i, rests)
+    check_layer_sets(ckpt, family, layers, n)
     if family.is_moe and not any(
         family.router.weight in rests
         for rests in layers.values()  # type: ignore[union-attr]
