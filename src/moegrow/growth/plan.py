@@ -449,11 +449,19 @@ class _TensorBuilder:
                 name, info.dtype, shape, [Part(info.name, op="zero", rows=rows_out)], role
             )
         scale = self._down_scale(rest, tensors) if role == "fused" else 1.0
+        if self.spec.router == "random-all" and role in ("router", "router_bias"):
+            std = RANDOM_ROUTER_STD if role == "router" else 0.0
+            return OutTensor(
+                name, info.dtype, shape, [Part(None, op="random", std=std, rows=rows_out)], role
+            )
+        noised = ("fused", "router", "router_bias")
+        if self.spec.balance_bias_noise:
+            noised += ("balance_bias",)
         parts: list[Part] = []
         for src_e, copy in self.expert_map:
             op = "copy"
             sigma = "part"
-            if copy and role in ("fused", "router", "router_bias"):
+            if copy and role in noised:
                 if self.spec.router == "random" and role in ("router", "router_bias"):
                     std = RANDOM_ROUTER_STD if role == "router" else 0.0
                     parts.append(Part(None, op="random", std=std, rows=1))
