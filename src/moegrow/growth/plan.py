@@ -251,6 +251,10 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
     editor = ConfigEditor(cfg, scope=family.text_config)
     not_exact: list[str] = []
     notes: list[str] = []
+    if getattr(ckpt, "config_only", False):
+        from moegrow.growth.config_only import NOTE
+
+        notes.append(NOTE)
     if declared_mtp > n_mtp:
         notes.append(
             f"config.json declares {family.mtp_key}={declared_mtp} but the shards hold "
