@@ -13,8 +13,8 @@ from pathlib import Path
 
 from moegrow.families import family_for
 from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
+from moegrow.growth.config_only import NOTE, open_for_plan
 from moegrow.io.card import ledger_of
-from moegrow.io.checkpoint import Checkpoint
 
 
 def flops_report(
@@ -26,7 +26,7 @@ def flops_report(
     trained on; its sunk cost is then estimated as ``flops_per_token * base_tokens``.
     """
     folder = Path(folder)
-    with Checkpoint(folder) as ckpt:
+    with open_for_plan(folder) as ckpt:
         family = family_for(ckpt.config, where=str(folder / "config.json"))
         stats = param_stats(
             ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), family, ckpt.config
@@ -44,6 +44,7 @@ def flops_report(
     return {
         "model": str(folder),
         "model_type": ckpt.config.get("model_type"),
+        "config_only": getattr(ckpt, "config_only", False),
         **stats.to_json(seq_len),
         "ledger": ledger,
         "sunk_flops": sunk,
@@ -84,6 +85,7 @@ def render(report: dict) -> str:
 
     lines = [
         f"{report['model']} ({report['model_type']})",
+        *([f"  {NOTE}"] if report.get("config_only") else []),
         f"  total params      {human(report['total_params'])}",
         f"  active params     {human(report['active_params'])}",
         f"  FLOPs/token       {human(report['flops_per_token'])} (training, T="
@@ -179,7 +181,7 @@ def record_external_training(
 
 
 def _stats(folder: Path):
-    with Checkpoint(folder) as ckpt:
+    with open_for_plan(folder) as ckpt:
         family = family_for(ckpt.config, where=str(folder / "config.json"))
         return param_stats(
             ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), family, ckpt.config

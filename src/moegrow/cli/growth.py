@@ -47,12 +47,12 @@ def spec_from_args(a: argparse.Namespace) -> GrowthSpec:
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
+    from moegrow.growth.config_only import open_for_plan
     from moegrow.growth.plan import make_plan
     from moegrow.growth.report import plan_summary, render_plan
-    from moegrow.io.checkpoint import Checkpoint
 
     spec = spec_from_args(a)
-    with Checkpoint(a.src) as ckpt:
+    with open_for_plan(a.src) as ckpt:
         summary = plan_summary(make_plan(ckpt, spec), seq_len=a.seq_len)
     print(json.dumps(summary, indent=2) if a.json else render_plan(summary))
     return 0

@@ -54,9 +54,22 @@ def num_layers(config: dict, family: Family) -> int:
 
 
 def num_mtp_layers(config: dict, family: Family) -> int:
+    """The multi-token-prediction layers config.json declares (``family.mtp_key``, or its alias
+    ``num_mtp_layers``, which bailing_hybrid's config class maps onto it)."""
     if family.mtp_key is None:
         return 0
-    return int(family.text_of(config).get(family.mtp_key) or 0)
+    text = family.text_of(config)
+    return int(text.get(family.mtp_key, text.get("num_mtp_layers")) or 0)
+
+
+def mtp_layers_on_disk(config: dict, family: Family, layer_indices: set[int]) -> int:
+    """The multi-token-prediction layers actually stored: indices past the main layers, up to the
+    declared count. transformers' ``save_pretrained`` keeps ``num_nextn_predict_layers`` in
+    config.json but drops the MTP layer itself, so the two may differ; a gap inside the stored
+    range is reported by :func:`moegrow.growth.plan.validate_source`."""
+    n = num_layers(config, family)
+    past = [i for i in layer_indices if n <= i < n + num_mtp_layers(config, family)]
+    return max(past) - n + 1 if past else 0
 
 
 def edit_depth(ed: ConfigEditor, family: Family, layer_map: list[int]) -> None:

@@ -14,11 +14,13 @@ from moegrow.growth.config_edit import (
     ConfigEditor,
     edit_depth,
     edit_width,
+    mtp_layers_on_disk,
     num_layers,
     num_mtp_layers,
 )
 from moegrow.growth.hybrid_rules import check_depth_kinds
 from moegrow.growth.layer_map import build_layer_map, copy_flags, preserves_order
+from moegrow.growth.layer_sets import check_layer_sets
 from moegrow.growth.limits import check_scale
 from moegrow.growth.routing import WidthRules, width_rules
 from moegrow.growth.spec import GrowthSpec
@@ -136,8 +138,8 @@ def validate_source(ckpt: Checkpoint, family: Family) -> None:
     """Check the checkpoint against its family declaration before planning anything."""
     cfg = ckpt.config
     n = num_layers(cfg, family)
-    n_mtp = num_mtp_layers(cfg, family)
     globals_, layers = split_layers(ckpt, family)
+    n_mtp = mtp_layers_on_disk(cfg, family, set(layers))
     names = {t.name for t in globals_}
     for req in family.required_global:
         if req not in names:
@@ -151,7 +153,7 @@ def validate_source(ckpt: Checkpoint, family: Family) -> None:
         raise CheckpointError(
             f"{ckpt.folder}: tensor {example!r} belongs to layer {i}, but config.json declares "
             f"{family.num_layers_key}={n}"
-            + (f" and {family.mtp_key}={n_mtp}" if family.mtp_key else "")
+            + (f" and {family.mtp_key}={num_mtp_layers(cfg, family)}" if family.mtp_key else "")
         )
     for i in range(n + n_mtp):
         rests = layers.get(i)
@@ -169,6 +171,7 @@ def validate_source(ckpt: Checkpoint, family: Family) -> None:
                     )
         if family.is_moe:
             _validate_moe_layer(ckpt, family, i, rests)
+    check_layer_sets(ckpt, family, layers, n)
     router = family.router
     if router is not None and not any(router.weight in rests for rests in layers.values()):
         raise CheckpointError(
@@ -235,8 +238,9 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
     check_scale(ckpt, family, spec)
     validate_source(ckpt, family)
     n = num_layers(cfg, family)
-    n_mtp = num_mtp_layers(cfg, family)
     globals_, layers = split_layers(ckpt, family)
+    n_mtp = mtp_layers_on_disk(cfg, family, set(layers))
+    declared_mtp = num_mtp_layers(cfg, family)
 
     if spec.grows_depth and family.depth_refused:
         raise GrowthError(f"--depth: {family.name}: {family.depth_refused}")
@@ -245,6 +249,16 @@ def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
     editor = ConfigEditor(cfg, scope=family.text_config)
     not_exact: list[str] = []
     notes: list[str] = []
+    if getattr(ckpt, "config_only", False):
+        from moegrow.growth.config_only import NOTE
+
+        notes.append(NOTE)
+    if declared_mtp > n_mtp:
+        notes.append(
+            f"config.json declares {family.mtp_key}={declared_mtp} but the shards hold "
+            f"{n_mtp} multi-token-prediction layer(s) (transformers' save_pretrained does not "
+            f"save them); growing the {n + n_mtp} layer(s) present, {family.mtp_key} kept"
+        )
     if spec.grows_depth:
         edit_depth(editor, family, layer_map)
         check_depth_kinds(cfg, editor.config, family, layer_map, n)
@@ -437,11 +451,19 @@ class _TensorBuilder:
                 name, info.dtype, shape, [Part(info.name, op="zero", rows=rows_out)], role
             )
         scale = self._down_scale(rest, tensors) if role == "fused" else 1.0
+        if self.spec.router == "random-all" and role in ("router", "router_bias"):
+            std = RANDOM_ROUTER_STD if role == "router" else 0.0
+            return OutTensor(
+                name, info.dtype, shape, [Part(None, op="random", std=std, rows=rows_out)], role
+            )
+        noised = ("fused", "router", "router_bias")
+        if self.spec.balance_bias_noise:
+            noised += ("balance_bias",)
         parts: list[Part] = []
         for src_e, copy in self.expert_map:
             op = "copy"
             sigma = "part"
-            if copy and role in ("fused", "router", "router_bias"):
+            if copy and role in noised:
                 if self.spec.router == "random" and role in ("router", "router_bias"):
                     std = RANDOM_ROUTER_STD if role == "router" else 0.0
                     parts.append(Part(None, op="random", std=std, rows=1))

@@ -118,6 +118,12 @@ def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
     if spec.router == "random":
         rules.exact = False
         rules.reasons.append("--router random: new experts get random router rows")
+    if spec.router == "random-all":
+        rules.exact = False
+        rules.reasons.append("--router random-all: the whole router is re-initialised")
+    if spec.balance_bias_noise and spec.noise > 0 and family.router.balance_biases:
+        rules.exact = False
+        rules.reasons.append("--balance-bias-noise: the copies' selection biases get noise")
     if new_k != top_k * m:
         rules.exact = False
         rules.reasons.append(

@@ -10,7 +10,7 @@ from moegrow.errors import GrowthError
 
 DepthMethod = Literal["interpose", "stack"]
 ExpertOrder = Literal["append", "interleave"]
-RouterInit = Literal["copy", "random"]
+RouterInit = Literal["copy", "random", "random-all"]
 ExpertInit = Literal["copy", "random"]
 TopKRule = Literal["scale", "keep"]
 Sampler = Literal["table", "torch"]  # as in moegrow.growth.sampler (no numpy import here)
@@ -56,7 +56,13 @@ class GrowthSpec:
     baseline)."""
     router: RouterInit = "copy"
     """``copy``: copied router rows (+ noise); ``random``: N(0, 0.02^2) rows and zero biases for
-    the new experts."""
+    the new experts only; ``random-all``: the whole router re-initialised, original experts'
+    rows too (the authors' random-router baseline). moegrow's ``random`` keeps the trained rows
+    so that only the new experts' routing is unknown."""
+    balance_bias_noise: bool = False
+    """Add the ``--noise`` (alpha x the std of the whole bias) to the copies of the aux-loss-free
+    selection bias (DeepSeek-V3's ``e_score_correction_bias``), as the authors' reference does.
+    Off by default: an exact copy keeps each copy selected exactly when its original is."""
     seed: int = 0
     """Seed of the noise; each tensor's noise is seeded by (seed, the tensor's name in the width
     growth of the source), so the copies of a layer under depth growth carry the same noise."""
