@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from moegrow.errors import CheckpointError
 from moegrow.families import (
+    axk1,
     deepseek_v2,
     deepseek_v3,
+    deepseek_v32,
     dense,
+    dots1,
+    glm4_moe,
+    glm4_moe_lite,
+    glm_moe_dsa,
     gpt_oss,
     granitemoe,
+    hy_v4,
     llama4,
+    mimo_v2_flash,
     mixtral,
     moegrow_moe,
     olmoe,
     phimoe,
     qwen2_moe,
     qwen3_moe,
+    solar_open,
 )
 from moegrow.families.base import Experts, Family, Router
 
@@ -31,6 +40,15 @@ FAMILIES: tuple[Family, ...] = (
     gpt_oss.FAMILY,
     llama4.FAMILY,
     phimoe.FAMILY,
+    axk1.FAMILY,
+    deepseek_v32.FAMILY,
+    dots1.FAMILY,
+    glm4_moe.FAMILY,
+    glm4_moe_lite.FAMILY,
+    glm_moe_dsa.FAMILY,
+    hy_v4.FAMILY,
+    mimo_v2_flash.FAMILY,
+    solar_open.FAMILY,
     dense.LLAMA,
     dense.QWEN,
 )

@@ -27,6 +27,7 @@ FAMILY = Family(
         "mlp.shared_experts.down_proj.*",
         "mlp.down_proj.*",
     ),
+    per_layer_lists=("layer_types", "mlp_layer_types"),
     index_rules=("first_k_dense_replace",),
     mtp_key="num_nextn_predict_layers",
 )
