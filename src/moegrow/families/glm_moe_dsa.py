@@ -1,6 +1,7 @@
-"""GLM-5 (``glm_moe_dsa``): MLA attention with a sparse-attention indexer: DeepSeek-V3's router (sigmoid scores, selection
-steered by ``e_score_correction_bias``, group-limited, renormalised iff ``norm_topk_prob``, times
-``routed_scaling_factor``), per-expert tensors, shared experts and a dense prefix
+"""GLM-5 (``glm_moe_dsa``): MLA attention with a sparse-attention indexer;
+DeepSeek-V3's router (sigmoid scores, selection steered by ``e_score_correction_bias``,
+group-limited, renormalised iff ``norm_topk_prob``, times ``routed_scaling_factor``),
+per-expert tensors, shared experts and a dense prefix
 (``first_k_dense_replace``)."""
 
 from dataclasses import replace

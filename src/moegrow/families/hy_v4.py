@@ -7,6 +7,9 @@ from dataclasses import replace
 
 from moegrow.families import deepseek_v3
 
-FAMILY = replace(deepseek_v3.FAMILY, name="hy_v4", model_types=("hy_v4",),
+FAMILY = replace(
+    deepseek_v3.FAMILY,
+    name="hy_v4",
+    model_types=("hy_v4",),
     per_layer_lists=("layer_types", "mlp_layer_types"),
 )

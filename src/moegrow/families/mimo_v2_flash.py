@@ -7,6 +7,9 @@ from dataclasses import replace
 
 from moegrow.families import deepseek_v3
 
-FAMILY = replace(deepseek_v3.FAMILY, name="mimo_v2_flash", model_types=("mimo_v2_flash",),
+FAMILY = replace(
+    deepseek_v3.FAMILY,
+    name="mimo_v2_flash",
+    model_types=("mimo_v2_flash",),
     per_layer_lists=("layer_types", "mlp_layer_types"),
 )
