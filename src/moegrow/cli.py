@@ -366,6 +366,57 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_families(a: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from moegrow.families import BY_MODEL_TYPE, FAMILIES
+    from moegrow.families.check import check_all
+    from moegrow.families.discovery import causal_lm_model_types, discover
+    from moegrow.families.draft import draft
+    from moegrow.families.table import markdown
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    known = causal_lm_model_types()
+    for t in a.model_types:
+        if t not in known:
+            raise MoegrowError(
+                f"families {a.action}: {t!r} is not a causal-LM model type of the installed "
+                "transformers; `moegrow families` lists the MoE ones"
+            )
+    if a.action in ("check", "draft") and not a.model_types:
+        raise MoegrowError(f"families {a.action}: name at least one MODEL_TYPE")
+    if a.action == "draft":
+        print("\n\n".join(draft(t) for t in a.model_types))
+        return 0
+    if a.action == "check":
+        bad = 0
+        for t, r in check_all(a.model_types).items():
+            print(
+                f"{t}: family {r.family or '(not declared)'}" + (f": {r.error}" if r.error else "")
+            )
+            for o in r.outcomes:
+                print("  " + o.line())
+            bad += bool(r.family) and not r.exact
+        return EXIT_NOT_EXACT if bad else 0
+    found = discover(a.model_types or None)
+    if a.markdown:
+        moe = [d.model_type for d in found if d.status == "moe"]
+        print(markdown(found, check_all(moe), BY_MODEL_TYPE), end="")
+        return 0
+    print("declared families:")
+    for f in FAMILIES:
+        print(f"  {f.name:18s} {', '.join(f.model_types)}{'' if f.is_moe else '  (dense)'}")
+    todo = [d for d in found if d.status == "moe" and d.model_type not in BY_MODEL_TYPE]
+    print(f"MoE model types of this transformers not declared yet ({len(todo)}):")
+    for d in todo:
+        print(f"  {d.model_type}{'  (hybrid)' if d.hybrid else ''}")
+    for d in found:
+        if d.status == "unbuildable":
+            print(f"  {d.model_type}: tiny instance not built: {d.detail}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moegrow",
@@ -497,6 +548,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="lm-eval: examples per task")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "families",
+        help="declared families, undeclared MoE model types, and growth checks of tiny instances",
+        description="families: list declared families and the MoE model types of the installed "
+        "transformers not declared yet; families check TYPE...: build a tiny random instance, "
+        "grow it width x2 --noise 0, depth x2 --zero-init and both, print the logit deltas "
+        "(exit 1 when a declared family is not exact); families draft TYPE: print a draft "
+        "declaration for a human to review.",
+    )
+    p.add_argument("action", nargs="?", choices=("list", "check", "draft"), default="list")
+    p.add_argument("model_types", nargs="*", metavar="MODEL_TYPE")
+    p.add_argument(
+        "--markdown", action="store_true", help="check every MoE type; print docs/FAMILIES.md"
+    )
+    p.set_defaults(func=cmd_families)
 
     p = sub.add_parser(
         "demo", help="pretrain a tiny MoE, grow it, continue training, compare with scratch"

@@ -118,7 +118,7 @@ def check_model_type(
         ref = _logits(ref_model, ids)
         del ref_model
     except Exception as e:  # a foreign constructor / save / load failing is reported, not raised
-        report.error = one_line(e)
+        report.error = one_line(e).replace(str(src), model_type)
         return report
     tolerance = EXACT_TOLERANCE * max(1.0, ref.abs().max().item())
     for name in growths:
@@ -126,7 +126,9 @@ def check_model_type(
         try:
             result = grow(src, out, GROWTHS[name], progress=False, overwrite=True)
         except MoegrowError as e:
-            report.outcomes.append(Outcome(name, "refused", detail=str(e)))
+            report.outcomes.append(
+                Outcome(name, "refused", detail=str(e).replace(str(src), model_type))
+            )
             continue
         except Exception as e:
             report.outcomes.append(Outcome(name, "error", detail=f"grow: {one_line(e)}"))
@@ -144,3 +146,11 @@ def check_model_type(
         note = "" if result.plan.exact else f"(plan: not exact: {'; '.join(result.plan.not_exact)})"
         report.outcomes.append(Outcome(name, "exact" if ok else "delta", diff, tolerance, note))
     return report
+
+
+def check_all(model_types: list[str], workdir: str | Path | None = None) -> dict[str, TypeReport]:
+    """:func:`check_model_type` for each of ``model_types``, in one work folder."""
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="moegrow-check-") as tmp:
+            return check_all(model_types, tmp)
+    return {t: check_model_type(t, workdir) for t in model_types}

@@ -45,6 +45,15 @@ def mentions_experts(model_type: str) -> bool:
     return _any_key(config, re.compile(r"expert"))
 
 
+def is_wrapper(model_type: str) -> bool:
+    """Whether ``model_type`` wraps a text tower (a ``text_config``) that transformers also lists
+    as a model type of its own (``llama4`` -> ``llama4_text``): it is checked there."""
+    from transformers import CONFIG_MAPPING
+
+    sub = getattr(CONFIG_MAPPING[model_type], "sub_configs", None) or {}
+    return "text_config" in sub
+
+
 def _any_key(d: dict, pattern: re.Pattern[str]) -> bool:
     for key, value in d.items():
         if pattern.search(str(key)):
@@ -70,6 +79,9 @@ def discover(model_types: list[str] | None = None) -> list[Discovered]:
 
     out = []
     for t in model_types if model_types is not None else causal_lm_model_types():
+        if is_wrapper(t):
+            out.append(Discovered(t, "dense", detail="wraps a text model type listed on its own"))
+            continue
         if not mentions_experts(t):
             out.append(Discovered(t, "dense", detail="config names no experts"))
             continue

@@ -8,4 +8,9 @@ from dataclasses import replace
 
 from moegrow.families import deepseek_v3
 
-FAMILY = replace(deepseek_v3.FAMILY, name="glm_moe_dsa", model_types=("glm_moe_dsa",))
+FAMILY = replace(
+    deepseek_v3.FAMILY,
+    name="glm_moe_dsa",
+    model_types=("glm_moe_dsa",),
+    per_layer_lists=("layer_types", "mlp_layer_types", "indexer_types"),
+)
