@@ -71,3 +71,15 @@ def test_families_md_is_current(survey):
     assert DOC.read_text() == markdown(found, reports, BY_MODEL_TYPE), (
         "docs/FAMILIES.md is stale: run `moegrow families --markdown > docs/FAMILIES.md`"
     )
+
+
+def test_families_cli_names_a_bad_model_type(run_cli):
+    code, _, err = run_cli("families", "check", "no_such_type")
+    assert code == 2
+    assert "'no_such_type' is not a causal-LM model type" in err
+
+
+def test_families_cli_check_prints_deltas(run_cli):
+    code, out, _ = run_cli("families", "check", "mixtral")
+    assert code == 0
+    assert "width  exact    |delta logits|" in out and "depth  exact" in out
