@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("moegrow.flops",),
     ("moegrow.modeling",),
     ("moegrow.growth",),
+    ("moegrow.conformance",),  # every MoE type of the installed transformers, checked
     ("moegrow.ledger", "moegrow.data"),
     ("moegrow.training",),
     ("moegrow.experiments",),

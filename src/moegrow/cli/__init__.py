@@ -12,7 +12,7 @@ import sys
 from typing import NoReturn
 
 from moegrow import __version__
-from moegrow.cli import experiments, growth, training
+from moegrow.cli import experiments, families, growth, training
 from moegrow.errors import MoegrowError
 
 EXIT_BAD_INPUT = 2
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"moegrow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for commands in (growth, training, experiments):
+    for commands in (growth, training, experiments, families):
         commands.add_parsers(sub)
     return parser
 

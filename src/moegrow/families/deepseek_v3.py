@@ -19,5 +19,6 @@ FAMILY = replace(
         renormalize_default=True,
         group_keys=("n_group", "topk_group"),
     ),
+    per_layer_lists=("layer_types", "mlp_layer_types"),
     mtp_key="num_nextn_predict_layers",
 )

@@ -1,5 +1,6 @@
-"""FlexOlmo (``flex_olmo``): OLMo-2's attention and sublayer-output norms (no input norm) with
-OLMoE-style per-expert MLPs and a softmax router (``norm_topk_prob``)."""
+"""FlexOlmo (``flex_olmo``): OLMoE's layout and router (softmax over all experts, top-k,
+renormalised iff ``norm_topk_prob``), with
+Olmo 2's norms after each sublayer instead of before."""
 
 from dataclasses import replace
 
@@ -9,5 +10,6 @@ FAMILY = replace(
     olmoe.FAMILY,
     name="flex_olmo",
     model_types=("flex_olmo",),
+    # Olmo 2 layers: x + norm(f(x)), no input norm; a zeroed f still adds nothing
     required_layer=("post_attention_layernorm.weight", "self_attn.o_proj.weight"),
 )

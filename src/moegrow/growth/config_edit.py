@@ -107,13 +107,12 @@ def edit_depth(ed: ConfigEditor, family: Family, layer_map: list[int]) -> None:
         mtp = [new_n + (i - old_n) for i in values if i >= old_n]
         ed.set(key, [j for j, s in enumerate(layer_map) if s in chosen] + mtp)
 
-    if "first_k_dense_replace" in family.index_rules:
-        _remap_prefix(ed, "first_k_dense_replace", layer_map, strict=True)
+    for key in ("first_k_dense_replace", "num_dense_layers"):  # dense-prefix counts
+        if key in family.index_rules:
+            _remap_prefix(ed, key, layer_map, strict=True)
     if "max_window_layers" in family.index_rules:
         strict = bool(cfg.get("use_sliding_window")) and cfg.get("sliding_window") is not None
         _remap_prefix(ed, "max_window_layers", layer_map, strict=strict)
-    if "num_dense_layers" in family.index_rules:
-        _remap_prefix(ed, "num_dense_layers", layer_map, strict=True)
     hybrid_rules.remap_kinds(ed, family.index_rules, layer_map, old_n)
 
     if family.num_layers_key in cfg or not any(k in cfg for k in family.per_layer_lists):

@@ -83,7 +83,8 @@ def synthesised_headers(folder: Path, config: dict) -> dict[str, TensorInfo]:
         state = revert_weight_conversion(model, state)
     except ImportError:  # an older or newer transformers: in-memory names
         pass
-    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    nested = config.get("text_config")
+    text: dict = nested if isinstance(nested, dict) else config
     dtype_name = str(text.get("dtype") or text.get("torch_dtype") or config.get("dtype") or "")
     dtype = _DTYPES.get(dtype_name.removeprefix("torch."), "BF16")
     out: dict[str, TensorInfo] = {}

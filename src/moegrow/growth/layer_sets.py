@@ -16,7 +16,7 @@ from __future__ import annotations
 from moegrow.errors import CheckpointError, GrowthError
 from moegrow.families import Family
 from moegrow.families.kinds import layer_kinds
-from moegrow.io.checkpoint import Checkpoint
+from moegrow.io.checkpoint import Headers
 from moegrow.io.safetensors_io import TensorInfo
 
 #: Kind fields that describe only a layer's feed-forward block (dense or MoE).
@@ -44,7 +44,7 @@ def normalised_names(family: Family, rests: dict[str, TensorInfo]) -> set[str]:
 
 
 def check_layer_sets(
-    ckpt: Checkpoint, family: Family, layers: dict[int, dict[str, TensorInfo]], n: int
+    ckpt: Headers, family: Family, layers: dict[int, dict[str, TensorInfo]], n: int
 ) -> None:
     """Raise :class:`CheckpointError` naming the first tensor that one of the ``n`` main layers
     lacks while the other layers of its kind have it."""
@@ -71,7 +71,7 @@ def check_layer_sets(
             _compare(ckpt, family, {i: s for i, s in subsets.items() if s})
 
 
-def _compare(ckpt: Checkpoint, family: Family, names: dict[int, set[str]]) -> None:
+def _compare(ckpt: Headers, family: Family, names: dict[int, set[str]]) -> None:
     members = sorted(names)
     if len(members) > 1:
         union = set().union(*names.values())

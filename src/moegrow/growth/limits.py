@@ -8,14 +8,14 @@ from moegrow.errors import GrowthError
 from moegrow.families import Family
 from moegrow.growth.config_edit import num_layers
 from moegrow.growth.spec import GrowthSpec
-from moegrow.io.checkpoint import Checkpoint
+from moegrow.io.checkpoint import Headers
 from moegrow.io.config_check import MAX_EXPERTS, MAX_LAYERS
 
 #: Output tensors a plan may describe (DeepSeek-V3 grown 2x in depth and width: ~360k).
 MAX_OUT_TENSORS = 1 << 22
 
 
-def check_scale(ckpt: Checkpoint, family: Family, spec: GrowthSpec) -> None:
+def check_scale(ckpt: Headers, family: Family, spec: GrowthSpec) -> None:
     n = num_layers(ckpt.config, family)
     if spec.layer_map is not None:
         out_layers = len(spec.layer_map)

@@ -25,7 +25,7 @@ from moegrow.growth.limits import check_scale
 from moegrow.growth.routing import WidthRules, width_rules
 from moegrow.growth.spec import GrowthSpec
 from moegrow.growth.upcycle_spec import UpcycleSpec
-from moegrow.io.checkpoint import Checkpoint
+from moegrow.io.checkpoint import Headers
 from moegrow.io.safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, TensorInfo, numel
 
 #: std of the rows of a randomly initialised router (the paper's random-router baseline).
@@ -120,7 +120,7 @@ def build_expert_map(num_experts: int, factor: int, order: str) -> list[tuple[in
 
 
 def split_layers(
-    ckpt: Checkpoint, family: Family
+    ckpt: Headers, family: Family
 ) -> tuple[list[TensorInfo], dict[int, dict[str, TensorInfo]]]:
     """Non-layer tensors, and every layer's tensors by layer-relative name."""
     globals_: list[TensorInfo] = []
@@ -134,7 +134,7 @@ def split_layers(
     return globals_, layers
 
 
-def validate_source(ckpt: Checkpoint, family: Family) -> None:
+def validate_source(ckpt: Headers, family: Family) -> None:
     """Check the checkpoint against its family declaration before planning anything."""
     cfg = ckpt.config
     n = num_layers(cfg, family)
@@ -182,7 +182,7 @@ def validate_source(ckpt: Checkpoint, family: Family) -> None:
 
 
 def _validate_moe_layer(
-    ckpt: Checkpoint, family: Family, i: int, rests: dict[str, TensorInfo]
+    ckpt: Headers, family: Family, i: int, rests: dict[str, TensorInfo]
 ) -> None:
     assert family.experts is not None and family.router is not None
     router = rests.get(family.router.weight)
@@ -230,7 +230,7 @@ def _validate_moe_layer(
                 )
 
 
-def make_plan(ckpt: Checkpoint, spec: GrowthSpec) -> Plan:
+def make_plan(ckpt: Headers, spec: GrowthSpec) -> Plan:
     """Plan a growth of ``ckpt``. Raises :class:`GrowthError` / :class:`CheckpointError` for
     anything that cannot be done, before any byte is written."""
     cfg = ckpt.config
@@ -456,7 +456,7 @@ class _TensorBuilder:
             return OutTensor(
                 name, info.dtype, shape, [Part(None, op="random", std=std, rows=rows_out)], role
             )
-        noised = ("fused", "router", "router_bias")
+        noised: tuple[str, ...] = ("fused", "router", "router_bias")
         if self.spec.balance_bias_noise:
             noised += ("balance_bias",)
         parts: list[Part] = []

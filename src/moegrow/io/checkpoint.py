@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -57,6 +58,15 @@ def safe_child(folder: Path, name: str, *, what: str) -> Path:
             "refusing to follow it"
         )
     return path
+
+
+class Headers(Protocol):
+    """What a plan reads of a checkpoint: its folder, config and tensor headers (a
+    :class:`Checkpoint`, or headers synthesised from config.json alone)."""
+
+    folder: Path
+    config: dict
+    tensors: dict[str, TensorInfo]
 
 
 class Checkpoint:

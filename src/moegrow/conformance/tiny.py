@@ -1,0 +1,169 @@
+"""Tiny random instances of any model type, built from transformers' own config class.
+
+Every size a config declares is shrunk (hidden 64, 2 layers, 4 heads / 2 KV heads, head_dim 16,
+small dense / expert / shared-expert widths, 4 experts, top-2, vocabulary 128), every per-layer
+list is resized with the layer count, and what one model type needs beyond that is data:
+:data:`OVERRIDES`. After init every floating tensor is perturbed (seeded), so that no norm weight
+is exactly 1, no bias 0, and no two experts or layers are equal: a growth that put a tensor in the
+wrong place, or a router rule that counted a copy twice, changes the logits.
+"""
+
+from __future__ import annotations
+
+import re
+
+from moegrow.families import BY_MODEL_TYPE
+
+#: Config keys shrunk wherever a config class declares them (distinct widths, so that a tensor
+#: in the wrong slot has the wrong shape).
+SIZES: dict[str, int] = {
+    "vocab_size": 128,
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "max_position_embeddings": 256,
+    "intermediate_size": 56,
+    "moe_intermediate_size": 24,
+    "expert_ffn_hidden_size": 24,
+    "ffn_hidden_size": 56,
+    "shared_expert_intermediate_size": 40,
+    "moe_shared_expert_intermediate_size": 40,
+    "shared_intermediate_size": 40,
+    "kv_lora_rank": 16,
+    "q_lora_rank": 12,
+    "qk_nope_head_dim": 8,
+    "qk_rope_head_dim": 8,
+    "v_head_dim": 16,
+    "kv_channels": 16,
+    "sliding_window": 8,
+    "attention_chunk_size": 8,
+    "first_k_dense_replace": 1,
+    "n_group": 2,
+    "topk_group": 1,
+    "moe_layer_start_index": 1,
+    "num_nextn_predict_layers": 0,
+    "num_mtp_layers": 0,
+    "index_n_heads": 2,
+    "index_head_dim": 16,
+    "index_topk": 8,
+}
+
+#: Config keys holding the number of routed experts / the number each token is routed to.
+EXPERT_COUNT_KEYS = (
+    "num_experts",
+    "num_local_experts",
+    "n_routed_experts",
+    "moe_num_experts",
+)
+TOP_K_KEYS = (
+    "num_experts_per_tok",
+    "num_experts_per_token",
+    "experts_per_token",
+    "moe_topk",
+    "moe_k",
+    "top_k_experts",
+)
+NUM_EXPERTS = 4
+TOP_K = 2
+
+#: Per model type: config values on top of :data:`SIZES` (``None`` removes a key). Only what
+#: that type needs to build tiny, or to exercise a feature a grower must get right.
+_MLA = {"num_key_value_heads": 4, "head_dim": 8}  # MLA: kv heads == heads, rope dim == head_dim
+OVERRIDES: dict[str, dict] = {
+    "deepseek_v2": _MLA,
+    "deepseek_v3": _MLA,
+    "deepseek_v32": _MLA,
+    "glm4_moe_lite": _MLA,
+    "glm_moe_dsa": _MLA,
+    "axk1": _MLA,
+    "axk2": _MLA,
+    "sarvam_mla": _MLA,
+    "longcat_flash": _MLA,
+    "dots1": {"n_shared_experts": 1},
+}
+
+#: Name suffixes of per-expert selection / router biases: perturbed more, so that they matter.
+ROUTER_BIAS = re.compile(r"(e_score_correction_bias|router\.bias|expert_bias|gate\.bias)$")
+PERTURB_STD = 0.02
+ROUTER_BIAS_STD = 0.1
+
+
+def tiny_config(model_type: str, *, num_layers: int | None = None, **overrides):
+    """The tiny ``PretrainedConfig`` of ``model_type`` (see the module docstring)."""
+    from transformers import CONFIG_MAPPING
+
+    cls = CONFIG_MAPPING[model_type]
+    default = cls()
+    have = set(default.to_dict()) | set(getattr(default, "attribute_map", {}))
+    n = num_layers or SIZES["num_hidden_layers"]
+    kwargs: dict = {k: v for k, v in SIZES.items() if k in have}
+    kwargs["num_hidden_layers"] = n
+    for key in EXPERT_COUNT_KEYS:
+        if key in have:
+            kwargs[key] = NUM_EXPERTS
+    for key in TOP_K_KEYS:
+        if key in have:
+            kwargs[key] = TOP_K
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if key in have:
+            kwargs[key] = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}[key]
+    old_n = getattr(default, "num_hidden_layers", None)
+    family = BY_MODEL_TYPE.get(model_type)
+    index_lists = set(family.layer_index_lists) if family is not None else set()
+    for key, value in default.to_dict().items():
+        if key in kwargs or not isinstance(value, list):
+            continue
+        if key in index_lists:  # layer indices (Llama 4 moe_layers): those of the first n layers
+            kwargs[key] = [i for i in value if isinstance(i, int) and i < n]
+        elif old_n and len(value) == old_n:
+            kwargs[key] = _resize(value, n)
+    for key, value in {**OVERRIDES.get(model_type, {}), **overrides}.items():
+        if value is None:
+            kwargs.pop(key, None)
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _resize(values: list, n: int) -> list:
+    """A per-layer list for ``n`` layers that keeps the list's variety (every distinct value of the
+    first entries that fit, in order, the last layer's value last)."""
+    if n >= len(values):
+        return list(values) + [values[-1]] * (n - len(values))
+    return list(values[: n - 1]) + [values[-1]]
+
+
+def build_tiny(model_type: str, *, seed: int = 0, num_layers: int | None = None, **overrides):
+    """A tiny random causal LM of ``model_type``: float32, eval mode, perturbed (seeded)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = tiny_config(model_type, num_layers=num_layers, **overrides)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    perturb(model, seed)
+    model.eval()
+    return model
+
+
+def perturb(model, seed: int) -> None:
+    """Add seeded noise to every floating tensor of the state dict (parameters and persistent
+    buffers); tied tensors once; per-expert selection biases get a larger noise."""
+    import torch
+
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    seen: set[int] = set()
+    state = model.state_dict(keep_vars=True)
+    with torch.no_grad():
+        for name in sorted(state):
+            t = state[name]
+            if not torch.is_floating_point(t):
+                continue
+            t = t.data if isinstance(t, torch.nn.Parameter) else t
+            if t.data_ptr() in seen:
+                continue
+            seen.add(t.data_ptr())
+            std = ROUTER_BIAS_STD if ROUTER_BIAS.search(name) else PERTURB_STD
+            t.add_((torch.randn(t.shape, generator=gen) * std).to(t.dtype))

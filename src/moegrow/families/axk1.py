@@ -1,0 +1,10 @@
+"""A.X K1 (``axk1``): DeepSeek-V3's router (sigmoid scores, selection
+steered by ``e_score_correction_bias``, group-limited, renormalised iff ``norm_topk_prob``, times
+``routed_scaling_factor``), per-expert tensors, shared experts and a dense prefix
+(``first_k_dense_replace``)."""
+
+from dataclasses import replace
+
+from moegrow.families import deepseek_v3
+
+FAMILY = replace(deepseek_v3.FAMILY, name="axk1", model_types=("axk1",))
