@@ -178,8 +178,8 @@ def test_fuzz_checkpoints(sources, tmp_path, capsys):
                 src = fc.copy_tree(good, case / "src")
                 mutate(src)
                 command = rng.choice(["grow", "grow", "plan", "inspect", "verify"])
-                if label == "folder-no-weights" and command == "plan":
-                    command = "grow"  # config.json alone is a valid plan input (sizing a growth)
+                if command == "plan" and label == "folder-no-weights":
+                    command = "grow"  # plan reads a config-only folder (test_plan_config_only)
                 if command == "grow":
                     growth = rng.choice([["--depth", "2"], ["--width", "2"]])
                     argv = ["grow", src, case / "out", *growth, "--quiet"]

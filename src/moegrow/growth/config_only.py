@@ -13,6 +13,7 @@ from pathlib import Path
 from moegrow.errors import CheckpointError
 from moegrow.io.bounded_json import read_json
 from moegrow.io.checkpoint import CONFIG_NAME, INDEX_FILE, SINGLE_FILE, Checkpoint
+from moegrow.io.config_check import INT_FIELDS, MAX_DIM, MAX_EXPERTS, MAX_LAYERS
 from moegrow.io.safetensors_io import DTYPE_SIZES, TensorInfo, numel
 
 NOTE = "plan from config.json only (no weights): tensor names and shapes derived from the config"
@@ -67,13 +68,15 @@ def synthesised_headers(folder: Path, config: dict) -> dict[str, TensorInfo]:
 
     register()
     where = folder / CONFIG_NAME
+    _check_sizes(config, where)
     try:
         cfg = AutoConfig.from_pretrained(folder)
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(cfg)
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except Exception as e:  # transformers' config validation raises many types
         raise CheckpointError(
-            f"{where}: transformers cannot build the model it describes ({e}); without weights "
+            f"{where}: transformers cannot build the model it describes "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); without weights "
             "the plan needs a config transformers can build"
         ) from None
     state = model.state_dict()
@@ -93,3 +96,18 @@ def synthesised_headers(folder: Path, config: dict) -> dict[str, TensorInfo]:
         nbytes = numel(shape) * DTYPE_SIZES[dtype]
         out[name] = TensorInfo(name, dtype, shape, folder / SINGLE_FILE, 0, nbytes)
     return out
+
+
+def _check_sizes(config: dict, where: Path) -> None:
+    """Bound the sizes a meta-device model is built from (its tensor count grows with them)."""
+    nested = config.get("text_config")
+    text: dict = nested if isinstance(nested, dict) else config
+    for key, minimum in INT_FIELDS.items():
+        value = text.get(key)
+        if value is None:
+            continue
+        limit = MAX_LAYERS if "layers" in key else MAX_EXPERTS if "experts" in key else MAX_DIM
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= limit:
+            raise CheckpointError(
+                f"{where}: {key} must be an integer in {minimum}..{limit}, got {value!r}"
+            )
