@@ -8,7 +8,7 @@ arithmetic), so that only the MLPs change. Known non-twins are listed with the r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from moegrow.errors import GrowthError
 
@@ -158,27 +158,6 @@ _QWEN_EXPERT = {
     "down": "mlp.experts.{e}.down_proj.weight",
 }
 
-QWEN2_MOE = MoeTarget(
-    model_type="qwen2_moe",
-    architecture="Qwen2MoeForCausalLM",
-    router="mlp.gate.weight",
-    count_key="num_experts",
-    top_k_key="num_experts_per_tok",
-    width_key="moe_intermediate_size",
-    expert=_QWEN_EXPERT,
-    renormalize_key="norm_topk_prob",
-    shared=SharedExpert(
-        gate="mlp.shared_expert.gate_proj.weight",
-        up="mlp.shared_expert.up_proj.weight",
-        down="mlp.shared_expert.down_proj.weight",
-        width_key="shared_expert_intermediate_size",
-        gate_weight="mlp.shared_expert_gate.weight",
-    ),
-    shared_mandatory=True,
-    dense_layers_key="mlp_only_layers",
-    set_config={"qkv_bias": True, "decoder_sparse_step": 1},
-)
-
 QWEN3_MOE = MoeTarget(
     model_type="qwen3_moe",
     architecture="Qwen3MoeForCausalLM",
@@ -190,6 +169,21 @@ QWEN3_MOE = MoeTarget(
     renormalize_key="norm_topk_prob",
     dense_layers_key="mlp_only_layers",
     set_config={"decoder_sparse_step": 1},
+)
+
+QWEN2_MOE = replace(
+    QWEN3_MOE,
+    model_type="qwen2_moe",
+    architecture="Qwen2MoeForCausalLM",
+    shared=SharedExpert(
+        gate="mlp.shared_expert.gate_proj.weight",
+        up="mlp.shared_expert.up_proj.weight",
+        down="mlp.shared_expert.down_proj.weight",
+        width_key="shared_expert_intermediate_size",
+        gate_weight="mlp.shared_expert_gate.weight",
+    ),
+    shared_mandatory=True,
+    set_config={"qkv_bias": True, "decoder_sparse_step": 1},
 )
 
 GRANITEMOE = MoeTarget(
@@ -212,17 +206,14 @@ GRANITEMOE = MoeTarget(
     shared_architecture="GraniteMoeSharedForCausalLM",
 )
 
-FLEX_OLMO = MoeTarget(
+FLEX_OLMO = replace(
+    QWEN3_MOE,
     model_type="flex_olmo",
     architecture="FlexOlmoForCausalLM",
-    router="mlp.gate.weight",
-    count_key="num_experts",
-    top_k_key="num_experts_per_tok",
     width_key="intermediate_size",
-    expert=_QWEN_EXPERT,
-    renormalize_key="norm_topk_prob",
+    dense_layers_key=None,
+    set_config={},
 )
-
 PAIRS: tuple[Pair, ...] = (
     Pair(("llama",), MIXTRAL, requires={"attention_bias": False, "mlp_bias": False}),
     Pair(("mistral",), MIXTRAL),
