@@ -242,6 +242,19 @@ def seed_name(plan: Plan, name: str) -> str:
     return f"{plan.family.layer_prefix}{source}.{m.group('rest')}"
 
 
+def card_provenance(plan: Plan, source_hashes: dict[str, str]) -> dict:
+    """What every card starts with: the version that wrote it, when, and the source it read."""
+    return {
+        "moegrow_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": {
+            "path": str(Path(plan.source).resolve()),
+            "model_type": plan.source_config.get("model_type"),
+            "sha256": source_hashes,
+        },
+    }
+
+
 def growth_card(plan: Plan, source_hashes: dict[str, str], num_shards: int) -> dict:
     before = param_stats(
         ((i.name, i.dtype, i.shape) for i in plan.source_tensors.values()),
@@ -262,13 +275,7 @@ def growth_card(plan: Plan, source_hashes: dict[str, str], num_shards: int) -> d
         }
     )
     return {
-        "moegrow_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "source": {
-            "path": str(Path(plan.source).resolve()),
-            "model_type": plan.source_config.get("model_type"),
-            "sha256": source_hashes,
-        },
+        **card_provenance(plan, source_hashes),
         "spec": plan.spec.to_json(),
         "family": plan.family.name,
         "exact": plan.exact,

@@ -8,11 +8,11 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from moegrow import __version__
 from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
 from moegrow.growth.grow import (
     GrowResult,
     _one_thread_per_kernel,
+    card_provenance,
     check_destination,
     parse_size,
     write_plan,
@@ -120,13 +120,7 @@ def upcycle_ledger(plan: Plan) -> list[dict]:
 def upcycle_card(plan: Plan, source_hashes: dict[str, str], num_shards: int) -> dict:
     before, after = _stats(plan)
     return {
-        "moegrow_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "source": {
-            "path": str(Path(plan.source).resolve()),
-            "model_type": plan.source_config.get("model_type"),
-            "sha256": source_hashes,
-        },
+        **card_provenance(plan, source_hashes),
         "upcycle": plan.spec.to_json(),
         "family": plan.family.name,
         "exact": plan.exact,
