@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from moegrow.families.base import Family, matches
 from moegrow.families.kinds import attention_layers
@@ -67,6 +68,25 @@ class ParamStats:
             "flops_per_token_seq_len": seq_len,
             "chinchilla_flops": self.chinchilla_flops,
         }
+
+
+class _Header(Protocol):
+    """A tensor header: name, safetensors dtype and shape (read-only)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dtype(self) -> str: ...
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+
+def tensor_stats(tensors: Iterable[_Header], family: Family, config: dict) -> ParamStats:
+    """:func:`param_stats` of tensor headers (a checkpoint's ``TensorInfo`` s or a plan's output
+    tensors)."""
+    return param_stats(((t.name, t.dtype, t.shape) for t in tensors), family, config)
 
 
 def param_stats(

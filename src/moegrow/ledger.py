@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from moegrow.families import family_for
-from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
+from moegrow.flops import DEFAULT_SEQ_LEN, tensor_stats
 from moegrow.growth.config_only import NOTE, open_for_plan
 from moegrow.io.card import ledger_of
 
@@ -28,9 +28,7 @@ def flops_report(
     folder = Path(folder)
     with open_for_plan(folder) as ckpt:
         family = family_for(ckpt.config, where=str(folder / "config.json"))
-        stats = param_stats(
-            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), family, ckpt.config
-        )
+        stats = tensor_stats(ckpt.tensors.values(), family, ckpt.config)
     ledger = ledger_of(folder)
     fpt = stats.flops_per_token(seq_len)
     if base_tokens:
@@ -183,6 +181,4 @@ def record_external_training(
 def _stats(folder: Path):
     with open_for_plan(folder) as ckpt:
         family = family_for(ckpt.config, where=str(folder / "config.json"))
-        return param_stats(
-            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), family, ckpt.config
-        )
+        return tensor_stats(ckpt.tensors.values(), family, ckpt.config)

@@ -75,12 +75,12 @@ def _steps(flops: float, flops_per_token: float, cfg: DemoConfig) -> int:
 
 
 def _stats(folder: Path):
-    from moegrow.flops import param_stats
+    from moegrow.flops import tensor_stats
     from moegrow.io.checkpoint import Checkpoint
 
     with Checkpoint(folder) as ckpt:
-        return param_stats(
-            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()),
+        return tensor_stats(
+            ckpt.tensors.values(),
             family_for(ckpt.config),
             ckpt.config,
         )

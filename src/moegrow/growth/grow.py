@@ -22,7 +22,7 @@ import torch
 
 from moegrow import __version__
 from moegrow.errors import GrowthError
-from moegrow.flops import param_stats
+from moegrow.flops import tensor_stats
 from moegrow.growth.config_edit import num_layers
 from moegrow.growth.operators import COMPUTE_THREADS, OutputBuffers, PartJobs, run_jobs
 from moegrow.growth.plan import OutTensor, Plan, assign_shards, make_plan
@@ -216,9 +216,7 @@ def _write_shards(
         finally:
             part_jobs.close()
     if len(shards) > 1:
-        stats = param_stats(
-            ((t.name, t.dtype, t.shape) for t in plan.tensors), plan.family, plan.config
-        )
+        stats = tensor_stats(plan.tensors, plan.family, plan.config)
         index = {
             "metadata": {"total_size": plan.bytes_out, "total_parameters": stats.total},
             "weight_map": dict(sorted(weight_map.items())),
@@ -256,14 +254,12 @@ def card_provenance(plan: Plan, source_hashes: dict[str, str]) -> dict:
 
 
 def growth_card(plan: Plan, source_hashes: dict[str, str], num_shards: int) -> dict:
-    before = param_stats(
-        ((i.name, i.dtype, i.shape) for i in plan.source_tensors.values()),
+    before = tensor_stats(
+        plan.source_tensors.values(),
         plan.family,
         plan.source_config,
     )
-    after = param_stats(
-        ((t.name, t.dtype, t.shape) for t in plan.tensors), plan.family, plan.config
-    )
+    after = tensor_stats(plan.tensors, plan.family, plan.config)
     ledger = ledger_of(Path(plan.source))
     ledger.append(
         {

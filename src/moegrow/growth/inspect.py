@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from moegrow.families import family_for
-from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
+from moegrow.flops import DEFAULT_SEQ_LEN, tensor_stats
 from moegrow.growth.config_edit import num_layers
 from moegrow.growth.norms import norm_profile
 from moegrow.growth.plan import validate_source
@@ -18,9 +18,7 @@ def inspect_checkpoint(src: str | os.PathLike, seq_len: int = DEFAULT_SEQ_LEN) -
     with Checkpoint(src) as ckpt:
         fam = family_for(ckpt.config, where=str(ckpt.folder / "config.json"))
         validate_source(ckpt, fam)  # an incomplete checkpoint is reported, not described
-        stats = param_stats(
-            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), fam, ckpt.config
-        )
+        stats = tensor_stats(ckpt.tensors.values(), fam, ckpt.config)
         info = {
             "source": str(ckpt.folder),
             "model_type": ckpt.config.get("model_type"),

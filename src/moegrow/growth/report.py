@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
+from moegrow.flops import DEFAULT_SEQ_LEN, tensor_stats
 from moegrow.growth.config_edit import num_layers
 from moegrow.growth.operators import CHUNK_ELEMENTS, COMPUTE_THREADS, WINDOW
 from moegrow.growth.plan import Plan
@@ -42,10 +42,8 @@ def largest_noised_range(plan: Plan) -> int:
 
 def plan_summary(plan: Plan, seq_len: int = DEFAULT_SEQ_LEN) -> dict:
     fam = plan.family
-    before = param_stats(
-        ((i.name, i.dtype, i.shape) for i in plan.source_tensors.values()), fam, plan.source_config
-    )
-    after = param_stats(((t.name, t.dtype, t.shape) for t in plan.tensors), fam, plan.config)
+    before = tensor_stats(plan.source_tensors.values(), fam, plan.source_config)
+    after = tensor_stats(plan.tensors, fam, plan.config)
     counts = {
         "layers": [num_layers(plan.source_config, fam), num_layers(plan.config, fam)],
     }

@@ -8,7 +8,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from moegrow.flops import DEFAULT_SEQ_LEN, param_stats
+from moegrow.flops import DEFAULT_SEQ_LEN, tensor_stats
 from moegrow.growth.grow import (
     GrowResult,
     _one_thread_per_kernel,
@@ -58,14 +58,12 @@ def upcycle(
 
 
 def _stats(plan: Plan):
-    before = param_stats(
-        ((i.name, i.dtype, i.shape) for i in plan.source_tensors.values()),
+    before = tensor_stats(
+        plan.source_tensors.values(),
         source_family(plan),
         plan.source_config,
     )
-    after = param_stats(
-        ((t.name, t.dtype, t.shape) for t in plan.tensors), plan.family, plan.config
-    )
+    after = tensor_stats(plan.tensors, plan.family, plan.config)
     return before, after
 
 

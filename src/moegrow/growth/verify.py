@@ -13,7 +13,7 @@ from pathlib import Path
 
 from moegrow.errors import MoegrowError
 from moegrow.families import family_for
-from moegrow.flops import param_stats
+from moegrow.flops import tensor_stats
 from moegrow.io.card import read_card
 from moegrow.io.checkpoint import Checkpoint
 
@@ -68,9 +68,7 @@ def float32_bytes(folder: Path) -> int:
     with Checkpoint(folder) as ckpt:
         fam = family_for(ckpt.config, where=str(ckpt.folder / "config.json"))
         validate_source(ckpt, fam)  # missing tensors would be initialised at random by loading
-        stats = param_stats(
-            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), fam, ckpt.config
-        )
+        stats = tensor_stats(ckpt.tensors.values(), fam, ckpt.config)
     return 4 * max(stats.total, config_param_count(folder))
 
 

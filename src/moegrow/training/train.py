@@ -28,7 +28,7 @@ from moegrow.data.sampling import BlockSampler
 from moegrow.data.tokenizer import copy_tokenizer_files, has_tokenizer
 from moegrow.errors import MoegrowError
 from moegrow.families import family_for
-from moegrow.flops import param_stats
+from moegrow.flops import tensor_stats
 from moegrow.growth.plan import validate_source
 from moegrow.io.atomic import PARTIAL, clean_partials_in, exclusive, hidden_sibling
 from moegrow.io.card import CARD_NAME, write_json
@@ -224,9 +224,7 @@ def train(
         config = ckpt.config
         family = family_for(config, where=str(ckpt.folder / "config.json"))
         validate_source(ckpt, family)  # missing tensors would be initialised at random
-        stats = param_stats(
-            ((i.name, i.dtype, i.shape) for i in ckpt.tensors.values()), family, config
-        )
+        stats = tensor_stats(ckpt.tensors.values(), family, config)
     check_vocab(config, data, load_from)
     if not resume:
         _create_run(run, load_from, Path(data_dir), opts)
