@@ -117,6 +117,23 @@ def test_scale_keys_and_markdown_cells():
     assert table.splitlines()[4] == "| 1 | x\\|y |"
 
 
+def test_growth_keys_hold_what_changes_the_bytes():
+    from moegrow.experiments.repro.runs import growth_key
+
+    depth = GrowthSpec(depth=2)
+    # options that cannot change a depth-only growth stay out of its key (runs cached before
+    # they existed stay valid), ...
+    assert growth_key(depth) == growth_key(replace(depth, sampler="torch"))
+    assert "sampler" not in growth_key(depth) and "balance_bias_noise" not in growth_key(depth)
+    # ... but a noised width growth draws with the sampler, and the bias noise changes bytes
+    width = GrowthSpec(width=2, noise=0.01)
+    assert growth_key(width) != growth_key(replace(width, sampler="torch"))
+    assert growth_key(width) != growth_key(replace(width, balance_bias_noise=True))
+    assert growth_key(replace(width, noise=0.0)) == growth_key(
+        replace(width, noise=0.0, sampler="torch")
+    )
+
+
 def test_paired_intervals_on_known_values():
     # differences 1, 2, 3: mean 2, sd 1, n 3 -> half-width t(0.975, 2) / sqrt(3) = 2.48414
     mean, lo, hi = paired_interval([11.0, 12.0, 13.0], [10.0, 10.0, 10.0])

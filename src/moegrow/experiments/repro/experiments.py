@@ -602,11 +602,11 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
 
 def _exact_growth(store: RunStore, source: Path, spec: GrowthSpec) -> Path:
     """``source`` grown by ``spec`` (deterministic: cached in the store's root by name)."""
-    from moegrow.experiments.repro.runs import digest
+    from moegrow.experiments.repro.runs import digest, growth_key
     from moegrow.growth.grow import grow
 
     folder = store.root / "exact" / f"{source.parent.parent.name}-{source.name}-"
-    folder = folder.with_name(folder.name + digest(spec.to_json()))
+    folder = folder.with_name(folder.name + digest(growth_key(spec)))
     if not folder.is_dir():
         grow(source, folder, spec, progress=False)
     return folder

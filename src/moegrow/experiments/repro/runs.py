@@ -49,6 +49,20 @@ LOCK_FILE = ".lock"
 LEVEL_WINDOW = 20
 
 
+def growth_key(spec: GrowthSpec) -> dict:
+    """``spec`` as a run's cache key: its options, less those that cannot change the grown
+    bytes. The sampler draws only for noised width copies, and ``balance_bias_noise=False`` is
+    what every growth did before the option existed. Leaving them out where they have no effect
+    keeps runs cached before these options existed valid (depth-only runs of the finding-1
+    campaign), and never lets two different computations share a key."""
+    key = spec.to_json()
+    if not (spec.width > 1 and spec.noise > 0):
+        key.pop("sampler")
+    if not spec.balance_bias_noise:
+        key.pop("balance_bias_noise")
+    return key
+
+
 def digest(key: dict) -> str:
     text = json.dumps(key, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -349,7 +363,7 @@ class RunStore:
         key = self._key(
             "grown",
             parent=parent.key,
-            growth=spec.to_json(),
+            growth=growth_key(spec),
             extra_fc=round(extra_fc, 9),
             seed=seed,
             **parts,
