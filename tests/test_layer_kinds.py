@@ -116,3 +116,24 @@ def test_a_declared_period_becomes_an_explicit_list():
     check_depth_kinds(source, ed.config, family, layer_map, 4)
     before = layer_kinds({"num_hidden_layers": 4}, family, 4)  # the class's default period 4
     assert [dict(k)["layer_types"] for k in before] == [s, s, s, f]
+
+
+def test_legacy_dense_prefix_and_moe_frequency_become_mlp_layer_types():
+    """A.X K2's config class derives ``mlp_layer_types`` from ``first_k_dense_replace`` and
+    ``moe_layer_freq`` (layer i >= k is MoE iff i % freq == 0); depth growth writes that list
+    and remaps it, so each interposed copy keeps its source's dense or MoE kind."""
+    from moegrow.families import BY_MODEL_TYPE
+    from moegrow.growth.config_edit import ConfigEditor, edit_depth
+
+    family = BY_MODEL_TYPE["axk2"]
+    source = {"num_hidden_layers": 5, "first_k_dense_replace": 1, "moe_layer_freq": 2}
+    d, s = "dense", "sparse"
+    before = layer_kinds(source, family, 5)
+    assert [dict(k)["mlp_layer_types"] for k in before] == [d, d, s, d, s]
+    ed = ConfigEditor(source)
+    layer_map = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    edit_depth(ed, family, layer_map)
+    assert ed.config["mlp_layer_types"] == [d, d, d, d, s, s, d, d, s, s]
+    check_depth_kinds(source, ed.config, family, layer_map, 5)
+    with pytest.raises(GrowthError, match="moe_layer_freq must be a positive integer"):
+        layer_kinds({**source, "moe_layer_freq": 0}, family, 5)

@@ -155,6 +155,15 @@ class Family:
     """Key of the nested text-model config of a multimodal wrapper (``text_config``): every
     config field growth reads or edits lives there."""
     notes: str = ""
+    shared_indexer: tuple[str, str] | None = None
+    """``(per-layer list, tensor prefix)`` of a sparse-attention indexer that a layer runs
+    (``"full"``) or skips, reusing the last full layer's top-k (``"shared"``): GLM-5's and Hy4's
+    ``("indexer_types", "self_attn.indexer.")``; depth growth follows
+    :mod:`moegrow.growth.indexer_rules`."""
+    ffn_kind_modules: tuple[str, ...] = ()
+    """Layer modules outside the feed-forward one whose tensors differ between dense and MoE
+    layers (A.X K2 gates ``post_attention_layernorm`` in MoE layers only): the completeness check
+    compares them only between layers of the same feed-forward kind."""
     dense_ffn: tuple[str, ...] = field(
         default=("mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight")
     )

@@ -13,4 +13,5 @@ FAMILY = replace(
     name="glm_moe_dsa",
     model_types=("glm_moe_dsa",),
     per_layer_lists=("layer_types", "mlp_layer_types", "indexer_types"),
+    shared_indexer=("indexer_types", "self_attn.indexer."),
 )

@@ -118,14 +118,17 @@ def derived_layer_types(cfg: dict, family: Family, n: int) -> list[str] | None:
 
 
 def derived_mlp_layer_types(cfg: dict, n: int) -> list[str]:
-    """``mlp_layer_types`` from ``first_k_dense_replace`` (Kimi Linear, Bailing hybrid)."""
+    """``mlp_layer_types`` from ``first_k_dense_replace`` (Kimi Linear, Bailing hybrid) and, where
+    present, ``moe_layer_freq`` (A.X K2: layer i >= k is MoE iff ``i % freq == 0``)."""
     k = cfg.get("first_k_dense_replace")
     if not isinstance(k, int):
         raise GrowthError(
             "config.json: neither mlp_layer_types nor first_k_dense_replace says which layers "
             "are dense; add the one the checkpoint was trained with"
         )
-    return ["dense" if i < k else "sparse" for i in range(n)]
+    freq = cfg.get("moe_layer_freq", 1)
+    check_period("moe_layer_freq", freq)
+    return ["sparse" if i >= k and i % freq == 0 else "dense" for i in range(n)]
 
 
 def check_period(key: str, value: object) -> None:

@@ -8,7 +8,8 @@ Mamba vs attention, ...) are never compared whole; neither are layers with and w
 router, whatever the config says. Their attention side is compared on its own, though: a module
 outside the feed-forward one (``self_attn.*``, norms) is compared between the layers that have it
 and whose kinds differ only in feed-forward fields, so a dense layer that lacks a ``q_proj`` its
-MoE neighbours have is caught too.
+MoE neighbours have is caught too (except a family's ``ffn_kind_modules``, built per feed-forward
+kind).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def check_layer_sets(
         return  # a config whose kinds cannot be read: reported where the kinds are needed
     router = family.router.weight if family.router is not None else None
     present = [i for i in range(n) if i in layers]
+    if family.shared_indexer and family.text_of(ckpt.config).get(family.shared_indexer[0]) is None:
+        # no list: the stored indexers say which layers are full (growth.indexer_rules)
+        prefix = family.shared_indexer[1]
+        stored = {i: any(r.startswith(prefix) for r in layers[i]) for i in present}
+        kinds = [(*k, ("stored_indexer", stored.get(i))) for i, k in enumerate(kinds)]
     names = {i: normalised_names(family, layers[i]) for i in present}
     groups: dict[tuple, list[int]] = {}
     for i in present:
@@ -65,7 +71,8 @@ def check_layer_sets(
     for i in present:
         by_mixer.setdefault(tuple(f for f in kinds[i] if f[0] not in FFN_FIELDS), []).append(i)
     for members in by_mixer.values():
-        modules = {r.split(".")[0] for i in members for r in names[i]} - {ffn}
+        modules = {r.split(".")[0] for i in members for r in names[i]}
+        modules -= {ffn, *family.ffn_kind_modules}
         for module in sorted(modules):
             subsets = {i: {r for r in names[i] if r.split(".")[0] == module} for i in members}
             _compare(ckpt, family, {i: s for i, s in subsets.items() if s})

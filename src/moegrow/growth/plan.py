@@ -19,6 +19,11 @@ from moegrow.growth.config_edit import (
     num_mtp_layers,
 )
 from moegrow.growth.hybrid_rules import check_depth_kinds
+from moegrow.growth.indexer_rules import (
+    explicit_indexer_types,
+    share_copied_indexers,
+    without_indexer,
+)
 from moegrow.growth.layer_map import build_layer_map, copy_flags, preserves_order
 from moegrow.growth.layer_sets import check_layer_sets
 from moegrow.growth.limits import check_scale
@@ -259,9 +264,15 @@ def make_plan(ckpt: Headers, spec: GrowthSpec) -> Plan:
             f"{n_mtp} multi-token-prediction layer(s) (transformers' save_pretrained does not "
             f"save them); growing the {n + n_mtp} layer(s) present, {family.mtp_key} kept"
         )
+    no_indexer: set[int] = set()  # output layers whose indexer is left out (indexer_rules)
     if spec.grows_depth:
+        source_cfg = cfg
+        if family.shared_indexer:
+            source_cfg = explicit_indexer_types(editor, family, layers, n)
         edit_depth(editor, family, layer_map)
-        check_depth_kinds(cfg, editor.config, family, layer_map, n)
+        check_depth_kinds(source_cfg, editor.config, family, layer_map, n)
+        if family.shared_indexer and spec.zero_init:
+            no_indexer = share_copied_indexers(editor, family, copies)
         if set(layer_map) != set(range(n)):
             dropped = sorted(set(range(n)) - set(layer_map))
             notes.append(f"the layer map drops source layer(s) {dropped}")
@@ -316,7 +327,8 @@ def make_plan(ckpt: Headers, spec: GrowthSpec) -> Plan:
         out.append(OutTensor(info.name, info.dtype, info.shape, [Part(info.name)]))
     new_n = len(layer_map)
     for j, s in enumerate(layer_map):
-        out += builder.layer(layers[s], j, is_copy=copies[j])
+        tensors = without_indexer(layers[s], family) if j in no_indexer else layers[s]
+        out += builder.layer(tensors, j, is_copy=copies[j])
     for t in range(n_mtp):  # multi-token-prediction layers: re-indexed, never duplicated
         out += builder.layer(layers[n + t], new_n + t, is_copy=False)
     if n_mtp and spec.grows_depth:
