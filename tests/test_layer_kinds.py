@@ -137,3 +137,22 @@ def test_legacy_dense_prefix_and_moe_frequency_become_mlp_layer_types():
     check_depth_kinds(source, ed.config, family, layer_map, 5)
     with pytest.raises(GrowthError, match="moe_layer_freq must be a positive integer"):
         layer_kinds({**source, "moe_layer_freq": 0}, family, 5)
+
+
+@pytest.mark.parametrize("missing", ["layer_types", "mlp_layer_types"])
+def test_a_list_derived_by_an_undeclared_rule_must_be_written_out(missing):
+    """Beam's config class puts full attention at every sixth layer and at the last one, and
+    three dense layers first: without the lists, a deeper config would move those kinds, so depth
+    growth refuses (width growth does not read them)."""
+    from moegrow.families import BY_MODEL_TYPE
+    from moegrow.growth.config_edit import ConfigEditor, edit_depth
+
+    family = BY_MODEL_TYPE["beam"]
+    source = {
+        "num_hidden_layers": 2,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "mlp_layer_types": ["dense", "sparse"],
+    }
+    del source[missing]
+    with pytest.raises(GrowthError, match=f"beam has no {missing}, which transformers then"):
+        edit_depth(ConfigEditor(source), family, [0, 0, 1, 1])

@@ -155,6 +155,10 @@ class Family:
     """Key of the nested text-model config of a multimodal wrapper (``text_config``): every
     config field growth reads or edits lives there."""
     notes: str = ""
+    unlisted_kinds: tuple[str, ...] = ()
+    """Per-layer lists that the config class derives by the layer index, when config.json lacks
+    them, by a rule no other field describes (Beam's full attention every sixth layer and at the
+    last one): depth growth would move those kinds, so it refuses a config.json without them."""
     shared_indexer: tuple[str, str] | None = None
     """``(per-layer list, tensor prefix)`` of a sparse-attention indexer that a layer runs
     (``"full"``) or skips, reusing the last full layer's top-k (``"shared"``): GLM-5's and Hy4's

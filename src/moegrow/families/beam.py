@@ -25,4 +25,5 @@ FAMILY = Family(
     ),
     residual=("self_attn.o_proj.*", "mlp.experts.{e}.down_proj.*", "mlp.down_proj.*"),
     per_layer_lists=("layer_types", "mlp_layer_types"),
+    unlisted_kinds=("layer_types", "mlp_layer_types"),
 )

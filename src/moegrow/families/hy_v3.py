@@ -25,5 +25,6 @@ FAMILY = Family(
         "mlp.down_proj.*",
     ),
     per_layer_lists=("layer_types", "mlp_layer_types"),
+    unlisted_kinds=("mlp_layer_types",),
     mtp_key="num_nextn_predict_layers",
 )

@@ -31,6 +31,7 @@ FAMILY = Family(
         "mlp.down_proj.*",
     ),
     per_layer_lists=("layer_types", "mlp_layer_types", "indexer_types"),
+    unlisted_kinds=("mlp_layer_types",),
     shared_indexer=("indexer_types", "self_attn.indexer."),
     ignored_prefixes=("model.mtp_layers.",),
     dense_ffn=("mlp.linear_gate.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"),

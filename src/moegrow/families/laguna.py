@@ -24,4 +24,5 @@ FAMILY = Family(
         "mlp.down_proj.*",
     ),
     per_layer_lists=("layer_types", "mlp_layer_types", "num_attention_heads_per_layer"),
+    unlisted_kinds=("mlp_layer_types",),
 )

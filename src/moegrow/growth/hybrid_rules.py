@@ -44,6 +44,13 @@ def explicit_kinds(ed: ConfigEditor, family: Family, n: int) -> None:
     """Write per-layer kinds that the config derives from the layer index as explicit lists."""
     cfg = ed.cfg
     rules = family.index_rules
+    for key in family.unlisted_kinds:
+        if cfg.get(key) is None:
+            raise GrowthError(
+                f"config.json: {family.name} has no {key}, which transformers then derives from "
+                "the layer index, so depth growth would change the kind of existing layers; write "
+                "the list out (load and save the config with transformers) and grow again"
+            )
     if cfg.get("layer_types") is None:
         derived = derived_layer_types(cfg, family, n)
         if derived is not None:
