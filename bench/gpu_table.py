@@ -15,6 +15,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from moegrow.training.run_dir import METRICS_FILE, RunDir
+
 WARMUP = 5
 RUNS = {
     "train-eager": ("run-eager", "train, bf16 autocast, eager"),
@@ -41,11 +43,10 @@ def test_summary(log: Path) -> str:
 
 def run_summary(folder: Path) -> str:
     """Median tokens/s and MFU after the warm-up, the model's size and the fused-loss state."""
-    path = folder / "metrics.jsonl"
-    if not path.is_file():
-        return "no metrics.jsonl"
-    steps = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    steps = [s for s in steps if "tokens_per_s" in s][WARMUP:]
+    run = RunDir(folder)
+    if not run.metrics_file.is_file():
+        return f"no {METRICS_FILE}"
+    steps = [s for s in run.read_metrics() if "tokens_per_s" in s][WARMUP:]
     if not steps:
         return f"fewer than {WARMUP + 1} steps logged"
     tok_s = statistics.median(s["tokens_per_s"] for s in steps)

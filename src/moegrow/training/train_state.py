@@ -1,10 +1,11 @@
 """Training checkpoints: an HF model folder plus the optimizer, RNG and progress state, with no
-pickle anywhere (tensors in safetensors, the rest in JSON), written atomically.
+pickle anywhere (tensors in safetensors, the rest in JSON), written atomically, read back, and
+checked against the run before it is trusted.
 
-Layout of ``RUN/checkpoint-{step:07d}/``: the model as ``save_pretrained`` writes it (loadable
-by transformers as it is), ``optimizer.safetensors`` (AdamW moments and step counts, named
-``{parameter name}::{state}``), ``trainer_state.json`` (step, tokens, FLOPs, optimizer param
-groups) and ``rng.safetensors`` (torch CPU RNG state). The data position is the step itself.
+The files and their names are :mod:`moegrow.training.run_dir`'s. The data position is the step
+itself. A checkpoint whose contents *disagree* with the run (its step, its progress, its
+parameters) is refused, naming the file, since training from it would silently do the wrong
+thing.
 """
 
 from __future__ import annotations
@@ -19,34 +20,18 @@ from safetensors.torch import load_file, save_file
 from moegrow.errors import MoegrowError
 from moegrow.io.atomic import PARTIAL, commit, hidden_sibling
 from moegrow.io.bounded_json import read_json
-
-STATE_FILE = "trainer_state.json"
-OPTIMIZER_FILE = "optimizer.safetensors"
-RNG_FILE = "rng.safetensors"
-SEP = "::"  # between a parameter's name and its optimizer state's name
-
-
-def checkpoint_dirs(run: Path) -> list[Path]:
-    """Completed checkpoints of a run, oldest first."""
-    return sorted(p for p in Path(run).glob("checkpoint-*") if (p / STATE_FILE).is_file())
-
-
-def optimizer_tensors(optim_state: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    """Flatten ``optimizer.state_dict()`` into named tensors and JSON-able param groups."""
-    tensors = {}
-    for index, state in optim_state["state"].items():
-        for key, value in state.items():
-            t = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-            tensors[f"{index}{SEP}{key}"] = t.detach().cpu().contiguous()
-    return tensors, optim_state["param_groups"]
-
-
-def optimizer_state(tensors: dict[str, torch.Tensor], groups: list[dict]) -> dict:
-    state: dict[str, dict] = {}  # keyed by parameter name (named optimizer state)
-    for name, t in tensors.items():
-        index, key = name.rsplit(SEP, 1)
-        state.setdefault(index, {})[key] = t
-    return {"state": state, "param_groups": groups}
+from moegrow.training.options import MAX_STEPS
+from moegrow.training.run_dir import (
+    METRICS_FILE,
+    OPTIMIZER_FILE,
+    RNG_FILE,
+    SEP,
+    STATE_FILE,
+    RunDir,
+    checkpoint_step,
+    optimizer_entries,
+    optimizer_tensors,
+)
 
 
 def save_checkpoint(
@@ -58,15 +43,16 @@ def save_checkpoint(
     keep: int | None = None,
 ) -> Path:
     """Write ``RUN/checkpoint-{step}`` atomically. ``save_model(folder)`` writes the model."""
-    final = Path(run) / f"checkpoint-{step:07d}"
+    folder = RunDir(run)
+    final = folder.checkpoint(step)
     tmp = hidden_sibling(final, PARTIAL)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         save_model(tmp)
-        tensors, groups = optimizer_tensors(optim_state)
-        save_file(tensors, tmp / OPTIMIZER_FILE)
+        save_file(optimizer_tensors(optim_state["state"]), tmp / OPTIMIZER_FILE)
         save_file({"cpu": torch.get_rng_state()}, tmp / RNG_FILE)
+        groups = optim_state["param_groups"]
         (tmp / STATE_FILE).write_text(json.dumps({**state, "param_groups": groups}, indent=2))
         # Re-saving a step swaps the folders (atomically where the platform allows): the
         # complete copy on disk is never deleted before the new one is in place.
@@ -75,7 +61,7 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if keep:
-        for old in checkpoint_dirs(run)[:-keep]:
+        for old in folder.checkpoints()[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -101,4 +87,56 @@ def load_checkpoint(folder: Path) -> tuple[dict, dict, torch.Tensor]:
             f"{folder}: {OPTIMIZER_FILE} or {RNG_FILE} does not hold optimizer state and a "
             "CPU RNG state; the checkpoint is damaged"
         )
-    return state, optimizer_state(tensors, groups), rng
+    # keyed by parameter name (named optimizer state)
+    return state, {"state": optimizer_entries(tensors), "param_groups": groups}, rng
+
+
+def check_state(folder: Path, state: dict, *, tokens_per_step: int, logged_steps: int | None):
+    """The progress a checkpoint claims agrees with its folder name, the run's batch and the
+    metrics that were logged."""
+    path = folder / STATE_FILE
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEPS:
+        raise MoegrowError(f"{path}: 'step' must be an integer >= 0, got {step!r}")
+    if checkpoint_step(folder) != step:
+        raise MoegrowError(
+            f"{path}: claims step {step}, but the folder is {folder.name}; the checkpoint was "
+            "edited or moved: remove it to resume from the previous one"
+        )
+    tokens = state.get("tokens")
+    if tokens != step * tokens_per_step:
+        raise MoegrowError(
+            f"{path}: claims {tokens!r} tokens, but {step} steps of {tokens_per_step} tokens "
+            f"are {step * tokens_per_step}; the checkpoint does not belong to this run's options"
+        )
+    if logged_steps is not None and logged_steps < step:
+        raise MoegrowError(
+            f"{path}: claims step {step}, but {METRICS_FILE} logs steps only up to "
+            f"{logged_steps}; the progress file was edited: remove the checkpoint to resume "
+            "from the previous one"
+        )
+
+
+def check_optimizer(folder: Path, optim_state: dict, model, step: int) -> None:
+    """Optimizer moments of the right shapes and step counts for ``model``'s parameters."""
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    state = optim_state["state"]
+    path = folder / OPTIMIZER_FILE
+    for index, entry in state.items():
+        if index not in params:
+            raise MoegrowError(
+                f"{path}: state for parameter {index!r}, which the model does not have; the "
+                "checkpoint's model was edited"
+            )
+        shape = tuple(params[index].shape)
+        for key, value in entry.items():
+            if key in ("exp_avg", "exp_avg_sq") and tuple(value.shape) != shape:
+                raise MoegrowError(
+                    f"{path}: {index}{SEP}{key} has shape {tuple(value.shape)}, but parameter "
+                    f"{index} has {shape}; the checkpoint's model was edited"
+                )
+            if key == "step" and value.numel() == 1 and float(value) != step:
+                raise MoegrowError(
+                    f"{path}: {index}{SEP}step is {float(value):g}, but {STATE_FILE} says step "
+                    f"{step}; the checkpoint's files disagree"
+                )

@@ -185,15 +185,9 @@ def moment_cosine(
     tensor: embeddings, final norm, head and, for every depth layer ``j``, the width model's
     layer ``depth_source_layer(j)``. Width-grown tensors with copies appended on axis 0
     (experts, router rows) are compared on their original rows only."""
-    from safetensors.torch import load_file
+    from moegrow.training.run_dir import optimizer_moments
 
-    from moegrow.training.train_state import OPTIMIZER_FILE, SEP
-
-    def moments(folder: Path) -> dict[str, torch.Tensor]:
-        state = load_file(folder / OPTIMIZER_FILE)
-        return {k.split(SEP)[0]: v for k, v in state.items() if k.endswith(f"{SEP}exp_avg")}
-
-    depth, width = moments(depth_ckpt), moments(width_ckpt)
+    depth, width = optimizer_moments(depth_ckpt), optimizer_moments(width_ckpt)
     per, dot, nd, nw = [], 0.0, 0.0, 0.0
     for name, d in depth.items():
         m = _LAYER.search(name)
@@ -239,19 +233,14 @@ def copy_pair_cosines(final: Path, source: Path, growth: dict) -> dict:
     optimizer state, and of their weights; each the mean over pairs and tensors."""
     from itertools import combinations
 
-    from safetensors.torch import load_file
-
     from moegrow.growth.layer_map import build_layer_map
     from moegrow.growth.spec import GrowthSpec
-    from moegrow.training.train_state import OPTIMIZER_FILE, SEP
+    from moegrow.training.run_dir import optimizer_moments
 
     layer_map = growth.get("layer_map")
     spec = GrowthSpec(**{**growth, "layer_map": tuple(layer_map) if layer_map else None})
     src, out = _by_layer(_tensors(source)), _by_layer(_tensors(final))
-    state = load_file(Path(final) / OPTIMIZER_FILE)
-    moments = _by_layer(
-        {k.split(SEP)[0]: v for k, v in state.items() if k.endswith(f"{SEP}exp_avg")}
-    )
+    moments = _by_layer(optimizer_moments(final))
     groups: dict[int, list[int]] = {}
     for j, i in enumerate(build_layer_map(1 + max(i for i, _ in src), spec)):
         groups.setdefault(i, []).append(j)

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from moegrow.errors import MoegrowError
+from moegrow.training.run_dir import RunDir
 
 BRANCH_PREFIX = "branch-"
 
@@ -46,36 +47,38 @@ def train_keeping(store, init: Path, folder: Path, opts, keep: list[int]):
     """Train ``folder/run`` from ``init`` with ``opts``, stopping at each step of ``keep`` to
     copy its checkpoint to ``folder/branch-STEP`` (resuming is exact, so the stops do not
     change the run). Honours ``store.stop_after`` over the whole call."""
-    from moegrow.experiments.repro.runs import RunIncomplete, _last_step
-    from moegrow.training.train import RUN_FILE, train
+    from moegrow.experiments.repro.runs import RunIncomplete
+    from moegrow.training.train import train
 
-    run = folder / "run"
+    run = RunDir(folder / "run")
     total = opts.tokens // store.tokens_per_step
     allowance = store.stop_after
     res = None
     for target in [*(k for k in keep if k < total), total]:
         if target < total and branch_dir(folder, target).is_dir():
             continue
-        done = _last_step(run)
+        done = run.last_step()
         if done > target:
             raise MoegrowError(
-                f"{run}: trained to step {done} without keeping step {target} for a cooldown "
+                f"{run.path}: trained to step {done} without keeping step {target} for a cooldown "
                 f"branch; delete {folder} to retrain it"
             )
         if done < target or target == total:
             limit = target - done if target < total else None
             if allowance is not None:
                 if allowance <= 0:
-                    raise RunIncomplete(f"{run}: stopped at step {done} of {total}; run again")
+                    raise RunIncomplete(f"{run.path}: stopped at step {done} of {total}; run again")
                 limit = min(limit or allowance, allowance)
             opts.stop_after = limit
-            res = train(init, store.data, run, opts, resume=(run / RUN_FILE).is_file())
+            res = train(init, store.data, run.path, opts, resume=run.is_run())
             if allowance is not None:
                 allowance -= res.steps - done
             if res.steps < target:
-                raise RunIncomplete(f"{run}: stopped at step {res.steps} of {total}; run again")
+                raise RunIncomplete(
+                    f"{run.path}: stopped at step {res.steps} of {total}; run again"
+                )
         if target < total:
-            _copy_atomic(run / f"checkpoint-{target:07d}", branch_dir(folder, target))
+            _copy_atomic(run.checkpoint(target), branch_dir(folder, target))
     return res
 
 
@@ -96,8 +99,8 @@ def cooldown(store, run, budget_fc: float, label: str):
         _write_atomic,
         digest,
     )
-    from moegrow.io.card import write_json
-    from moegrow.training.train import METRICS_FILE, RUN_FILE, TrainOptions, train
+    from moegrow.training.options import TrainOptions
+    from moegrow.training.train import train
 
     s = store.scale
     key = store._key(
@@ -128,16 +131,15 @@ def cooldown(store, run, budget_fc: float, label: str):
     with _locked(folder):
         if (folder / RESULT_FILE).is_file():
             return RunResult.from_json(json.loads((folder / RESULT_FILE).read_text()))
-        mine = folder / "run"
-        if not (mine / RUN_FILE).is_file():
-            meta = json.loads((run.folder / "run" / RUN_FILE).read_text())
-            mine.mkdir(exist_ok=True)
-            target = mine / f"checkpoint-{start:07d}"
+        mine = RunDir(folder / "run")
+        if not mine.is_run():
+            parent = RunDir(run.folder / "run")
+            meta = parent.read_run(TrainOptions)
+            mine.path.mkdir(exist_ok=True)
+            target = mine.checkpoint(start)
             if not target.is_dir():
                 _copy_atomic(source, target)
-            lines = (run.folder / "run" / METRICS_FILE).read_text().splitlines()
-            kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= start]
-            (mine / METRICS_FILE).write_text("".join(line + "\n" for line in kept))
+            mine.write_metrics(parent.read_metrics(upto=start))
             options = dict(meta["options"])
             options.update(
                 tokens=end * store.tokens_per_step,
@@ -148,13 +150,13 @@ def cooldown(store, run, budget_fc: float, label: str):
                 eval_every=0,
                 stop_after=None,
             )
-            write_json(mine / RUN_FILE, {**meta, "options": options})
+            mine.write_run({**meta, "options": options})
         store._say(f"{label}: cooldown from step {start} to {end}")
         t0 = time.perf_counter()
         opts = TrainOptions(tokens=1, stop_after=store.stop_after, progress=store.progress)
-        res = train(None, None, mine, opts, resume=True)
+        res = train(None, None, mine.path, opts, resume=True)
         if res.steps < end:
-            raise RunIncomplete(f"{mine}: stopped at step {res.steps} of {end}; run again")
+            raise RunIncomplete(f"{mine.path}: stopped at step {res.steps} of {end}; run again")
         branch_flops = start * store.tokens_per_step * fpt
         curve = [p for p in run.curve if p[0] <= branch_flops * (1 + 1e-12)]
         val = res.val_loss if res.val_loss is not None else res.metrics[-1]["val_loss"]

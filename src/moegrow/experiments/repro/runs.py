@@ -39,6 +39,7 @@ from pathlib import Path
 from moegrow.errors import MoegrowError
 from moegrow.experiments.repro.scales import Scale
 from moegrow.growth.spec import GrowthSpec
+from moegrow.training.run_dir import RunDir
 
 #: Bump when a change makes earlier cached results wrong to reuse.
 CACHE_VERSION = 2
@@ -280,25 +281,25 @@ class RunStore:
             return self._base_locked(folder, point, norm, fc, seed)
 
     def _base_locked(self, folder: Path, point: float, norm: str, fc: float, seed: int) -> Source:
-        from moegrow.training.train import METRICS_FILE, RUN_FILE, train
+        from moegrow.training.train import train
 
         s = self.scale
         init = self._init(folder, norm, seed=seed)
         fpt = self._report(init)["flops_per_token"]
         total = self.steps_for(s.base_fc * fc, fpt)
-        run = folder / "run"
+        run = RunDir(folder / "run")
         for p in sorted(q for q in s.points if q <= point):
             target = self.steps_for(p * fc, fpt)
-            ckpt = run / f"checkpoint-{target:07d}"
+            ckpt = run.checkpoint(target)
             if ckpt.is_dir():
                 continue
-            done = _last_step(run)
+            done = run.last_step()
             if done > target and p < point:
                 continue  # an earlier growth point's checkpoint is not needed for this one
             if done > target:
                 raise MoegrowError(
-                    f"{run}: has a checkpoint past step {target} but not at it; delete {folder} "
-                    "to retrain this base"
+                    f"{run.path}: has a checkpoint past step {target} but not at it; delete "
+                    f"{folder} to retrain this base"
                 )
             opts = self._options(
                 tokens=total * self.tokens_per_step,
@@ -311,32 +312,28 @@ class RunStore:
                 stop_after=min(target - done, self.stop_after or target),
             )
             self._say(f"base ({norm}-norm): training to {p} x F_c (step {target} of {total})")
-            train(init, self.data, run, opts, resume=(run / RUN_FILE).is_file())
+            train(init, self.data, run.path, opts, resume=run.is_run())
             if not ckpt.is_dir():
-                raise RunIncomplete(f"{run}: stopped before step {target}; run again to continue")
-        metrics = [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines()]
+                raise RunIncomplete(
+                    f"{run.path}: stopped before step {target}; run again to continue"
+                )
         target = self.steps_for(point * fc, fpt)
-        before = [m for m in metrics if m["step"] <= target]
+        before = run.read_metrics(upto=target)
         level = [m["loss"] for m in before[-LEVEL_WINDOW:]]
         val = [m["val_loss"] for m in before if "val_loss" in m and m["step"] == target]
-        ckpt = run / f"checkpoint-{target:07d}"
+        ckpt = run.checkpoint(target)
         return Source(
             ckpt,
             {"base": self._base_key(norm, seed), "point": point},
             self._report(ckpt)["sunk_flops"],
-            val[0] if val else self._evaluate(ckpt, run / f"val-{target}.json"),
+            val[0] if val else self._evaluate(ckpt, run.path / f"val-{target}.json"),
             sum(level) / len(level),
             target,
         )
 
     def base_curve(self, norm: str = "pre") -> list[tuple[float, float]]:
         """(FLOPs, validation loss) of the base run as far as it has been trained."""
-        from moegrow.training.train import METRICS_FILE
-
-        path = self._base_folder(norm) / "run" / METRICS_FILE
-        if not path.is_file():
-            return []
-        metrics = [json.loads(line) for line in path.read_text().splitlines()]
+        metrics = RunDir(self._base_folder(norm) / "run").read_metrics()
         return [(m["flops"], m["val_loss"]) for m in metrics if "val_loss" in m]
 
     # -- grown and scratch runs ------------------------------------------------------------------
@@ -477,7 +474,7 @@ class RunStore:
 
     def _options(self, **options):
         """Training options of a run: the scale's batch, sequence, LR and evaluation size."""
-        from moegrow.training.train import TrainOptions
+        from moegrow.training.options import TrainOptions
 
         s = self.scale
         return TrainOptions(
@@ -510,10 +507,3 @@ class RunStore:
     def _say(self, text: str) -> None:
         if self.progress:
             print(f"  {text}", flush=True)
-
-
-def _last_step(run: Path) -> int:
-    from moegrow.training.train_state import checkpoint_dirs
-
-    dirs = checkpoint_dirs(run)
-    return int(dirs[-1].name.split("-")[-1]) if dirs else 0
