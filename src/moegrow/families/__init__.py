@@ -7,11 +7,13 @@ from moegrow.families import (
     afmoe,
     axk1,
     bailing_hybrid,
+    dbrx,
     deepseek_v2,
     deepseek_v3,
     deepseek_v32,
     dense,
     dots1,
+    dots3_note,
     exaone_moe,
     flex_olmo,
     glm4_moe,
@@ -40,7 +42,9 @@ from moegrow.families import (
     qwen3_moe,
     qwen3_next,
     qwen3_vl_moe,
+    qwen4_exp,
     solar_open,
+    zaya,
 )
 from moegrow.families.base import Experts, Family, LayerPeriod, Router
 
@@ -84,6 +88,10 @@ FAMILIES: tuple[Family, ...] = (
     glm_moe_dsa.FAMILY,
     mimo_v2_flash.FAMILY,
     solar_open.FAMILY,
+    dbrx.FAMILY,
+    zaya.FAMILY,
+    qwen4_exp.FAMILY,
+    dots3_note.FAMILY,
     dense.LLAMA,
     dense.QWEN,
 )

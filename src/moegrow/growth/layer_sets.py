@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from moegrow.errors import CheckpointError, GrowthError
 from moegrow.families import Family
+from moegrow.families.base import matches
 from moegrow.families.kinds import layer_kinds
 from moegrow.io.checkpoint import Headers
 from moegrow.io.safetensors_io import TensorInfo
@@ -33,7 +34,10 @@ FFN_FIELDS = frozenset(
 
 
 def normalised_names(family: Family, rests: dict[str, TensorInfo]) -> set[str]:
-    """A layer's tensor names relative to the layer, per-expert names folded onto expert 0."""
+    """A layer's tensor names relative to the layer, per-expert names folded onto expert 0;
+    tensors that only layers after the first have (``later_layers_only``) are left out."""
+    later = tuple(t for t, _ in family.later_layers_only)
+    rests = {r: i for r, i in rests.items() if not matches(later, r)}
     if not family.is_moe:
         return set(rests)
     out = set()
