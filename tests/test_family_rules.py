@@ -76,3 +76,18 @@ def test_qwen4_exp_depth_refused_with_per_layer_ngram_embeddings(tmp_path):
     assert [o.status for o in report.outcomes] == ["exact", "refused", "refused"]
     assert "ple_layer_ids is set" in report.outcomes[1].detail
     assert not (tmp_path / "qwen4_exp_text-depth").exists()
+
+
+def test_dbrx_expert_rows_checked_against_the_config(tmp_path, run_cli):
+    """The fused tensors must hold E * ffn_hidden_size rows; a config that says otherwise is
+    refused naming the tensor, before anything is written."""
+    from moegrow.conformance.tiny import build_tiny
+
+    build_tiny("dbrx").save_pretrained(tmp_path / "src")
+    config = json.loads((tmp_path / "src" / "config.json").read_text())
+    config["ffn_config"]["ffn_hidden_size"] //= 2
+    (tmp_path / "src" / "config.json").write_text(json.dumps(config))
+    code, _, err = run_cli("grow", tmp_path / "src", tmp_path / "out", "--depth", "2")
+    assert code == 2 and "ffn.experts.mlp." in err and "expected 112: the 4 experts x 28" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

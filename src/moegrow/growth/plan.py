@@ -204,7 +204,8 @@ def _validate_moe_layer(
             f"{where}{family.router.weight}: has {router.shape[0]} rows, expected one per expert "
             f"({e_count} in config.json)" + (f" and {extra} more" if extra else "")
         )
-    rows = {"fused": e_count * family.expert_rows(ckpt.config)}
+    b = family.expert_rows(ckpt.config)
+    rows = {"fused": e_count * b}
     by_expert: dict[int, set[str]] = {}
     for rest, info in rests.items():
         role, e = family.classify(rest)
@@ -215,9 +216,10 @@ def _validate_moe_layer(
             not info.shape or info.shape[0] != rows.get(role, e_count + extra)
         ):
             expected = rows.get(role, e_count + extra)
+            each = f" x {b} rows ({family.experts.fused_rows_key})" if role == "fused" else ""
             raise CheckpointError(
-                f"{where}{rest}: axis 0 has {info.shape[:1]} entries, expected {expected} for the "
-                f"{e_count} experts declared in config.json"
+                f"{where}{rest}: axis 0 has {info.shape[:1]} entries, expected {expected}: the "
+                f"{e_count} experts{each if b > 1 else ''} declared in config.json"
             )
     if by_expert:
         if set(by_expert) != set(range(e_count)):
