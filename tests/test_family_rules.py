@@ -1,7 +1,7 @@
 """Growth rules that single families need, each tested where it could go wrong: DBRX's p-norm
 router (copies' down-projections scaled by M^(1/p - 1)) and its experts concatenated on axis 0,
 ``--zero-init`` refused where no zero-initialised copy is an identity (MiniMax), ZAYA's width
-refusal, and Qwen4-Exp's depth refusal when it has per-layer n-gram embeddings."""
+refusal, and Qwen4-Exp's copies built without per-layer n-gram embeddings."""
 
 from __future__ import annotations
 
@@ -61,21 +61,29 @@ def test_zaya_width_refused_depth_fills_identity_tensors(tmp_path):
     assert not out[scale + "hidden_states_scale"].any()
 
 
-def test_qwen4_exp_depth_refused_with_per_layer_ngram_embeddings(tmp_path):
-    """With per-layer n-gram embeddings, width growth stays exact; depth growth is refused."""
+def test_qwen4_exp_copies_are_built_without_per_layer_ngram_embeddings(tmp_path):
+    """PLE layers are hashed by their rank among the PLE layers: copies are built without one
+    (ple_layer_ids keeps first occurrences, 1-based), so layer 2 keeps rank 1 and every growth
+    stays exact (depth and width at once); a copy with its own PLE would shift that rank."""
     report = check_model_type(
         "qwen4_exp_text",
         tmp_path,
-        ple_layer_ids=[1],  # 1-based: layer 0, a linear-attention layer
+        growths=("both",),
+        num_layers=4,  # linear, linear, linear, indexed attention
+        ple_layer_ids=[1, 3],  # 1-based: layers 0 and 2
         ple_embed_dim=32,
         heads_per_ngram=2,
         ngram_vocab_size_base=64,
         split_ngram_parts=1,
     )
     assert not report.error, report.error
-    assert [o.status for o in report.outcomes] == ["exact", "refused", "refused"]
-    assert "ple_layer_ids is set" in report.outcomes[1].detail
-    assert not (tmp_path / "qwen4_exp_text-depth").exists()
+    [outcome] = report.outcomes
+    assert outcome.status == "exact", outcome.line()
+    grown = json.loads((tmp_path / "qwen4_exp_text-both" / "config.json").read_text())
+    assert grown["ple_layer_ids"] == [1, 5]
+    names = read_tensors(tmp_path / "qwen4_exp_text-both")
+    assert any(k.startswith("model.layers.4.ple.") for k in names)
+    assert not any(k.startswith(("model.layers.1.ple.", "model.layers.5.ple.")) for k in names)
 
 
 def test_dbrx_expert_rows_checked_against_the_config(tmp_path, run_cli):

@@ -168,9 +168,11 @@ class Family:
     depth growth preserves image inputs only if output layers 0..k-1 are source layers 0..k-1."""
     depth_refused: str = ""
     """Why depth growth cannot be done at all in this family (empty where it can): refused."""
-    depth_refused_if: tuple[tuple[str, str], ...] = ()
-    """``(config key, why)``: depth growth is refused where that key holds a non-empty value
-    (Qwen4-Exp's ``ple_layer_ids``)."""
+    first_occurrence_modules: tuple[tuple[str, str], ...] = ()
+    """``(config key, tensor prefix)``: a module that the layers listed (1-based) under the key
+    have and that depth copies are built without (Qwen4-Exp's per-layer n-gram embeddings,
+    ``ple_layer_ids`` / ``ple.``, hashed by each such layer's rank, which a copy with one would
+    shift): the key keeps the first occurrences only and the copies' tensors are left out."""
     depth_not_exact: str = ""
     """Why a zero-initialised depth copy is not an identity in this family whatever its config
     (empty where it is): ``--zero-init`` is refused; plain copies are planned as not exact."""

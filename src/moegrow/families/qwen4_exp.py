@@ -4,7 +4,7 @@ on disk, a sigmoid-gated shared expert, softmax router renormalised per ``norm_t
 between hyper-connections: the residual stream is ``hc_count`` streams, each layer reads a gated
 mix of them and adds its output to every stream, so a zero-initialised copy adds nothing and
 depth growth is exact. Per-layer n-gram embeddings (``ple_layer_ids``, 1-based) are hashed by
-their rank among the PLE layers: depth growth of a checkpoint that has them is refused."""
+their rank among the PLE layers: copies are built without one, so the ranks stay."""
 
 from dataclasses import replace
 
@@ -26,13 +26,5 @@ FAMILY = replace(
     layer_types_period=LayerPeriod(
         "full_attention_interval", "linear_attention", "indexed_attention", default=4, drop=True
     ),
-    depth_refused_if=(
-        (
-            "ple_layer_ids",
-            "the per-layer n-gram embeddings of the layers it lists are hashed by their rank "
-            "among those layers, so a copy must be built without one (one more would shift the "
-            "ranks of the layers after it), and moegrow cannot yet drop a copy's modules; only "
-            "width growth is supported for checkpoints with them",
-        ),
-    ),
+    first_occurrence_modules=(("ple_layer_ids", "ple."),),
 )

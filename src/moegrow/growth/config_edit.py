@@ -113,6 +113,12 @@ def edit_depth(ed: ConfigEditor, family: Family, layer_map: list[int]) -> None:
         mtp = [new_n + (i - old_n) for i in values if i >= old_n]
         ed.set(key, [j for j, s in enumerate(layer_map) if s in chosen] + mtp)
 
+    for key, _ in family.first_occurrence_modules:  # 1-based ids: first occurrences only
+        ids = cfg.get(key)
+        if isinstance(ids, list) and ids:
+            firsts = [j for j, s in enumerate(layer_map) if layer_map.index(s) == j]
+            ed.set(key, [j + 1 for j in firsts if layer_map[j] + 1 in ids])
+
     overrides = cfg.get("per_layer_config")
     if "per_layer_config" in family.index_rules and isinstance(overrides, dict):
         ed.set(

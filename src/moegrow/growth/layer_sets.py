@@ -35,9 +35,13 @@ FFN_FIELDS = frozenset(
 
 def normalised_names(family: Family, rests: dict[str, TensorInfo]) -> set[str]:
     """A layer's tensor names relative to the layer, per-expert names folded onto expert 0;
-    tensors that only layers after the first have (``later_layers_only``) are left out."""
+    tensors that only layers after the first have (``later_layers_only``) or only the layers a
+    config list names (``first_occurrence_modules``) are left out."""
     later = tuple(t for t, _ in family.later_layers_only)
-    rests = {r: i for r, i in rests.items() if not matches(later, r)}
+    first_only = tuple(prefix for _, prefix in family.first_occurrence_modules)
+    rests = {
+        r: i for r, i in rests.items() if not matches(later, r) and not r.startswith(first_only)
+    }
     if not family.is_moe:
         return set(rests)
     out = set()

@@ -252,9 +252,6 @@ def make_plan(ckpt: Headers, spec: GrowthSpec) -> Plan:
 
     if spec.grows_depth and family.depth_refused:
         raise GrowthError(f"--depth: {family.name}: {family.depth_refused}")
-    for key, why in family.depth_refused_if if spec.grows_depth else ():
-        if family.text_of(cfg).get(key):
-            raise GrowthError(f"--depth: {family.name}: config.json: {key} is set: {why}")
     if spec.grows_depth and spec.zero_init:
         check_zero_init(family, cfg)
     layer_map = build_layer_map(n, spec) if spec.grows_depth else list(range(n))
@@ -398,6 +395,7 @@ class _TensorBuilder:
         """Rows of one expert along axis 0 of the fused tensors."""
         self.later: dict[str, TensorInfo] = later or {}
         """An example of each tensor of ``later_layers_only``, by layer-relative name."""
+        self.first_only = tuple(prefix for _, prefix in family.first_occurrence_modules)
         self.spec: GrowthSpec = spec
         self.rules: WidthRules | None = rules
         self.expert_map: list[tuple[int, bool]] | None = expert_map
@@ -410,6 +408,8 @@ class _TensorBuilder:
         for rest, info in sorted(tensors.items()):
             if j == 0 and rest in self.later:
                 continue  # only layers after the first have it
+            if is_copy and rest.startswith(self.first_only):
+                continue  # a module that copies are built without
             zero = self.spec.zero_init and is_copy and self.family.is_residual(rest)
             role, e = self.family.classify(rest) if self.rules else ("plain", None)
             name = f"{self.prefix}{j}.{rest}"
