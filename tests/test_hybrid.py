@@ -38,10 +38,10 @@ SPECS = {
 #: stack (refused, tested below) but survive stacking; Qwen3-VL adds visual features after its
 #: first two layers by index (tested with images below).
 DEPTH_OPTIONS = {"jamba": dict(depth_method="stack"), "qwen3_vl_moe": dict(keep_first=2)}
-#: Families whose depth growth is planned as not exact, and a word the plan's reason must carry.
+#: Families whose depth growth (with ``--zero-init``) is refused, and a word the error must carry.
+REFUSED_DEPTH = {"inkling2_text": "attention-residual", "minimax": "input norm"}
+#: Families whose plain depth growth is planned as not exact, and a word the reason must carry.
 NOT_EXACT_DEPTH = {"minimax": "input norm"}
-#: Families whose depth growth is refused, and a word the error must carry.
-REFUSED_DEPTH = {"inkling2_text": "attention-residual"}
 
 #: Residual-branch output projections of every layer kind, by the last part of their module name:
 #: attention o_proj / out_proj / dense, Mamba and gated-delta-net / short-conv out_proj, MoE,
@@ -75,13 +75,22 @@ def test_hybrid_growth_is_exact(tiny, tmp_path, family, kind):
     scale = max(1.0, ref.abs().max().item())
     planned = plan_summary(result.plan)["params"]["total"][1]
     assert sum(p.numel() for p in model.parameters()) == planned
-    if family in NOT_EXACT_DEPTH and kind != "width":
-        assert not result.plan.exact
-        assert NOT_EXACT_DEPTH[family] in " ".join(result.plan.not_exact)
-        assert diff > TOL * scale  # the reason given is real
-    else:
-        assert result.plan.exact, result.plan.not_exact
-        assert diff <= TOL * scale
+    assert result.plan.exact, result.plan.not_exact
+    assert diff <= TOL * scale
+
+
+@pytest.mark.parametrize("family", list(NOT_EXACT_DEPTH))
+def test_plain_depth_growth_is_planned_not_exact(tiny, tmp_path, family):
+    """Where ``--zero-init`` is refused, plain interposition is still allowed and its plan says
+    why it is not function-preserving: a reason that is real (the logits differ)."""
+    src = tiny(family)
+    result = grow(src, tmp_path / "out", GrowthSpec(depth=2), progress=False)
+    assert not result.plan.exact
+    assert NOT_EXACT_DEPTH[family] in " ".join(result.plan.not_exact)
+    ids = sample_ids()
+    ref = logits(src, ids)
+    diff = (logits(tmp_path / "out", ids) - ref).abs().max().item()
+    assert diff > TOL * max(1.0, ref.abs().max().item())
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import torch
 from tiny_models import read_tensors
 
 import moegrow.modeling.variants
-from moegrow.errors import MoegrowError
+from moegrow.errors import GrowthError, MoegrowError
 from moegrow.families import family_for
 from moegrow.flops import param_stats
 from moegrow.growth.grow import grow
@@ -238,18 +238,21 @@ def test_sigmoid_without_renormalisation_grows_exactly(base, tmp_path):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_depth_growth(perturbed, tmp_path, variant):
-    """Zero-initialised copies are exact for pre-norm; post-norm copies still apply their norms,
-    and the plan says so."""
+    """Zero-initialised copies are exact for pre-norm; post-norm copies still apply their norms:
+    ``--zero-init`` is refused, and plain copies are planned as not exact (truly)."""
     src = perturbed(variant)
-    result = grow(src, tmp_path / "out", GrowthSpec(depth=2, zero_init=True), progress=False)
-    diff = _max_diff(src, tmp_path / "out")
     if VARIANTS[variant][1] == "pre":
+        result = grow(src, tmp_path / "out", GrowthSpec(depth=2, zero_init=True), progress=False)
         assert result.plan.exact, result.plan.not_exact
-        assert diff <= TOL
-    else:
-        assert not result.plan.exact
-        assert any("post-norm" in r for r in result.plan.not_exact)
-        assert diff > TOL
+        assert _max_diff(src, tmp_path / "out") <= TOL
+        return
+    with pytest.raises(GrowthError, match="--zero-init: moegrow_moe: .*post-norm"):
+        grow(src, tmp_path / "zero", GrowthSpec(depth=2, zero_init=True), progress=False)
+    assert not (tmp_path / "zero").exists()
+    result = grow(src, tmp_path / "out", GrowthSpec(depth=2), progress=False)
+    assert not result.plan.exact
+    assert any("post-norm" in r for r in result.plan.not_exact)
+    assert _max_diff(src, tmp_path / "out") > TOL
 
 
 # -- presets and init errors ------------------------------------------------------------------

@@ -13,6 +13,10 @@ def expert_layout(family: Family) -> str:
     assert family.experts is not None
     if family.experts.per_expert:
         return "per expert: " + ", ".join(f"`{t}`" for t in family.experts.per_expert)
+    if family.experts.fused_rows_key:
+        return f"fused [E * `{family.experts.fused_rows_key}`, ...]: " + ", ".join(
+            f"`{t}`" for t in family.experts.fused
+        )
     return "fused [E, ...]: " + ", ".join(f"`{t}`" for t in family.experts.fused)
 
 
@@ -28,7 +32,9 @@ def router_rule(family: Family) -> str:
     }[r.scoring]
     if r.scoring_key:
         words += f" (or as `{r.scoring_key}` says)"
-    if r.scoring != "softmax_topk" and r.scoring != "sparsemixer":
+    if r.norm_p_key:
+        words += f", divided by their p-norm (p = `{r.norm_p_key}`)"
+    elif r.scoring != "softmax_topk" and r.scoring != "sparsemixer":
         if isinstance(r.renormalize, str):
             words += f", renormalised iff `{r.renormalize}`"
         elif r.renormalize:
@@ -37,6 +43,8 @@ def router_rule(family: Family) -> str:
             words += ", not renormalised"
     if r.group_keys:
         words += f", group-limited (`{r.group_keys[0]}`, `{r.group_keys[1]}` doubled)"
+    if r.extra_rows:
+        words += f", {r.extra_rows} more row(s) scoring a choice that is no expert"
     if r.balance_biases:
         words += ", selection bias copied exactly"
     if r.biases:

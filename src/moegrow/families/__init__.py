@@ -9,11 +9,13 @@ from moegrow.families import (
     axk2,
     bailing_hybrid,
     beam,
+    dbrx,
     deepseek_v2,
     deepseek_v3,
     deepseek_v32,
     dense,
     dots1,
+    dots3_note,
     exaone_moe,
     flex_olmo,
     glm4_moe,
@@ -45,9 +47,11 @@ from moegrow.families import (
     qwen3_moe,
     qwen3_next,
     qwen3_vl_moe,
+    qwen4_exp,
     sarvam_mla,
     sarvam_moe,
     solar_open,
+    zaya,
 )
 from moegrow.families.base import Experts, Family, LayerPeriod, Router
 
@@ -98,6 +102,10 @@ FAMILIES: tuple[Family, ...] = (
     beam.FAMILY,
     hy_v3.FAMILY,
     hy_v4.FAMILY,
+    dbrx.FAMILY,
+    zaya.FAMILY,
+    qwen4_exp.FAMILY,
+    dots3_note.FAMILY,
     dense.LLAMA,
     dense.QWEN,
 )

@@ -29,6 +29,15 @@ def matches(templates: tuple[str, ...], name: str) -> bool:
     return any(compile_template(t).match(name) for t in templates)
 
 
+def config_get(config: dict, key: str) -> object:
+    """``config[key]``, where a dotted key is a path into nested dicts (DBRX keeps its expert
+    count in ``ffn_config.moe_num_experts``); None when any step is absent."""
+    value: object = config
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 @dataclass(frozen=True)
 class Router:
     """The router of an MoE layer and how it scores experts."""
@@ -54,6 +63,13 @@ class Router:
     """Value assumed when the ``renormalize`` key is absent from config.json."""
     group_keys: tuple[str, str] | None = None
     """``(n_group, topk_group)`` config keys of group-limited routing, scaled with the experts."""
+    norm_p_key: str | None = None
+    """Config key of p where the chosen weights are divided by their p-norm (DBRX's
+    ``ffn_config.moe_normalize_expert_weights``; null: not renormalised); overrides
+    ``renormalize``."""
+    extra_rows: int = 0
+    """Router rows after the experts' that score a choice other than an expert (ZAYA's skip
+    expert): the router weight and its ``[E]`` biases have ``E + extra_rows`` entries."""
 
     def scoring_for(self, config: dict) -> str:
         """The scoring of this config: ``scoring``, unless ``scoring_key`` names another."""
@@ -93,6 +109,10 @@ class Experts:
     down: tuple[str, ...] = ()
     """Templates of the experts' output projections (with biases): halved on both copies when a
     router without renormalisation would otherwise count a duplicated expert twice."""
+    fused_rows_key: str | None = None
+    """Config key of the rows each expert holds in the fused tensors, where these concatenate
+    the experts along axis 0 (DBRX's ``w1`` ``[E * I, H]``, I = ``ffn_config.ffn_hidden_size``);
+    None where axis 0 is the expert axis itself."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +141,7 @@ class Family:
     ``interleave_moe_layer_step``, ``first_k_dense_replace``, ``max_window_layers``,
     ``num_dense_layers``) or that describe layer kinds otherwise than by a list (``mlp_layer_types``
     from ``first_k_dense_replace``, ``linear_attn_config``, ``hybrid_override_pattern``,
-    ``jamba_periods``); each is handled in
+    ``jamba_periods``, ``per_layer_config`` keyed by layer index); each is handled in
     :mod:`moegrow.growth.config_edit` or :mod:`moegrow.growth.hybrid_rules`, and read back by
     :mod:`moegrow.families.kinds`."""
     mtp_key: str | None = None
@@ -148,9 +168,25 @@ class Family:
     depth growth preserves image inputs only if output layers 0..k-1 are source layers 0..k-1."""
     depth_refused: str = ""
     """Why depth growth cannot be done at all in this family (empty where it can): refused."""
+    first_occurrence_modules: tuple[tuple[str, str], ...] = ()
+    """``(config key, tensor prefix)``: a module that the layers listed (1-based) under the key
+    have and that depth copies are built without (Qwen4-Exp's per-layer n-gram embeddings,
+    ``ple_layer_ids`` / ``ple.``, hashed by each such layer's rank, which a copy with one would
+    shift): the key keeps the first occurrences only and the copies' tensors are left out."""
     depth_not_exact: str = ""
     """Why a zero-initialised depth copy is not an identity in this family whatever its config
-    (empty where it is): the plan says so and the growth is not marked exact."""
+    (empty where it is): ``--zero-init`` is refused; plain copies are planned as not exact."""
+    width_refused: str = ""
+    """Why width growth cannot be function-preserving in this family (empty where it can):
+    refused."""
+    identity_init: tuple[tuple[str, float], ...] = ()
+    """``(template, value)`` of layer tensors that a ``--zero-init`` copy sets to a constant, on
+    top of zeroing ``residual``, so that it is an identity (ZAYA's residual scalings: residual
+    scale 1, residual bias 0)."""
+    later_layers_only: tuple[tuple[str, float], ...] = ()
+    """``(template, initial value)`` of tensors that every layer but the first has (ZAYA's router
+    state scale): output layer 0 drops them; a copy of layer 0 placed later gets them at their
+    initial value."""
     text_config: str | None = None
     """Key of the nested text-model config of a multimodal wrapper (``text_config``): every
     config field growth reads or edits lives there."""
@@ -214,15 +250,17 @@ class Family:
             (self.experts.count_keys, "expert count"),
             (self.experts.top_k_keys, "top-k"),
         ):
-            key = next((k for k in keys if _is_int(config.get(k))), None)
+            key = next((k for k in keys if _is_int(config_get(config, k))), None)
             if key is None:
                 raise MoegrowError(
                     f"config.json: no {what} found under any of {', '.join(keys)}; add the count "
                     "the checkpoint was trained with"
                 )
-            if config[key] < 1:
-                raise MoegrowError(f"config.json: {key} must be >= 1, got {config[key]}")
-            counts.append(config[key])
+            value = config_get(config, key)
+            assert isinstance(value, int)
+            if value < 1:
+                raise MoegrowError(f"config.json: {key} must be >= 1, got {value}")
+            counts.append(value)
         return counts[0], counts[1]
 
     @cached_property
@@ -259,6 +297,20 @@ class Family:
 
     def is_residual(self, rest: str) -> bool:
         return matches(self.residual, rest)
+
+    def expert_rows(self, config: dict) -> int:
+        """Rows of one expert along axis 0 of a fused tensor: 1, or where the experts are
+        concatenated (``Experts.fused_rows_key``) that key's value (raises when absent)."""
+        key = self.experts.fused_rows_key if self.experts is not None else None
+        if key is None:
+            return 1
+        value = config_get(self.text_of(config), key)
+        if not _is_int(value) or value < 1:  # type: ignore[operator]
+            raise MoegrowError(
+                f"config.json: {key} must be a positive integer (the rows of one expert in the "
+                f"fused expert tensors), got {value!r}"
+            )
+        return value  # type: ignore[return-value]
 
     def is_down(self, rest: str) -> bool:
         return self.experts is not None and matches(self.experts.down, rest)

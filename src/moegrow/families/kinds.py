@@ -1,7 +1,8 @@
 """Every main layer's kind, read from config.json the way transformers derives it.
 
 A kind is a tuple of what a config says about one layer: its entry in every per-layer list
-(``layer_types``, ``mlp_layer_types``, ``layers_block_type``, ``no_rope_layers``), whether a
+(``layer_types``, ``mlp_layer_types``, ``layers_block_type``, ``no_rope_layers``) and in a
+``per_layer_config`` (Dots 3's sliding-attention layers), whether a
 layer-index list names it (``mlp_only_layers``, ``moe_layers``), and what a period, a pattern or
 an index threshold implies for it (Jamba's periods, ``hybrid_override_pattern``,
 ``decoder_sparse_step``, ``first_k_dense_replace``, ``num_dense_layers``, ...). Layers of one
@@ -58,6 +59,9 @@ def layer_kinds(config: dict, family: Family, n: int) -> list[Kind]:
         chosen = cfg.get(key)
         if isinstance(chosen, list):
             cols[key] = [i in chosen for i in range(n)]
+    overrides = cfg.get("per_layer_config")
+    if "per_layer_config" in rules and isinstance(overrides, dict):
+        cols["per_layer_config"] = [_frozen(layer_override(overrides, i)) for i in range(n)]
     step = cfg.get("decoder_sparse_step")
     if "decoder_sparse_step" in rules and isinstance(step, int) and step > 0:
         dense = set(cfg.get("mlp_only_layers") or [])
@@ -77,6 +81,22 @@ def layer_kinds(config: dict, family: Family, n: int) -> list[Kind]:
             cols[key] = [i < k for i in range(n)]
     names = sorted(cols)
     return [tuple((name, cols[name][i]) for name in names) for i in range(n)]
+
+
+def layer_override(overrides: dict, i: int) -> object:
+    """Layer ``i``'s entry of a ``per_layer_config`` (transformers' heterogeneous configs: the
+    fields in which a layer differs from the global config, keyed by its index, a string in
+    config.json); None where it has none."""
+    return overrides.get(str(i), overrides.get(i))
+
+
+def _frozen(value: object) -> object:
+    """A hashable form of a JSON value (a kind's entry)."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 def attention_layers(config: dict, family: Family, n: int) -> int:

@@ -2,7 +2,8 @@
 ``layer_types``, Mixtral-style experts per expert on disk; softmax, top-k, renormalised (width
 growth is exact). The layers are post-norm: the residual is taken after the input norm
 (``n(x) * alpha + f(n(x)) * beta``), so a zero-initialised depth copy still re-normalises (and
-scales) the stream and depth growth is not function-preserving. The lightning layers' decay
+scales) the stream: depth growth is not function-preserving, ``--zero-init`` is refused and plain
+copies are planned as not exact. The lightning layers' decay
 buffers depend on the layer index; copies keep their source layer's buffers where the
 checkpoint stores them."""
 

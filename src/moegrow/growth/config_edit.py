@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 
 from moegrow.errors import GrowthError
-from moegrow.families.base import Family
+from moegrow.families.base import Family, config_get
+from moegrow.families.kinds import layer_override
 from moegrow.growth import hybrid_rules
 
 
@@ -26,9 +27,14 @@ class ConfigEditor:
         """The dict edited: the whole config, or its nested text config."""
 
     def set(self, key: str, value: object) -> None:
-        old = self.cfg.get(key, "<absent>")
+        """Set ``key``; a dotted key is a path into nested dicts (``ffn_config.moe_top_k``)."""
+        *path, last = key.split(".")
+        target = self.cfg
+        for part in path:
+            target = target.setdefault(part, {})
+        old = target.get(last, "<absent>")
         if old != value:
-            self.cfg[key] = value
+            target[last] = value
             self.edits.append(f"{self._prefix}{key}: {_short(old)} -> {_short(value)}")
 
     def remove(self, key: str) -> None:
@@ -107,6 +113,23 @@ def edit_depth(ed: ConfigEditor, family: Family, layer_map: list[int]) -> None:
         mtp = [new_n + (i - old_n) for i in values if i >= old_n]
         ed.set(key, [j for j, s in enumerate(layer_map) if s in chosen] + mtp)
 
+    for key, _ in family.first_occurrence_modules:  # 1-based ids: first occurrences only
+        ids = cfg.get(key)
+        if isinstance(ids, list) and ids:
+            firsts = [j for j, s in enumerate(layer_map) if layer_map.index(s) == j]
+            ed.set(key, [j + 1 for j in firsts if layer_map[j] + 1 in ids])
+
+    overrides = cfg.get("per_layer_config")
+    if "per_layer_config" in family.index_rules and isinstance(overrides, dict):
+        ed.set(
+            "per_layer_config",
+            {
+                str(j): layer_override(overrides, s)
+                for j, s in enumerate(layer_map)
+                if layer_override(overrides, s) is not None
+            },
+        )
+
     for key in ("first_k_dense_replace", "num_dense_layers"):  # dense-prefix counts
         if key in family.index_rules:
             _remap_prefix(ed, key, layer_map, strict=True)
@@ -163,9 +186,10 @@ def edit_width(
     assert family.experts is not None and family.router is not None
     cfg = ed.cfg
     for key in family.experts.count_keys:
-        if isinstance(cfg.get(key), int):
-            ed.set(key, cfg[key] * factor)
-    present = [k for k in family.experts.top_k_keys if isinstance(cfg.get(k), int)]
+        count = config_get(cfg, key)
+        if isinstance(count, int):
+            ed.set(key, count * factor)
+    present = [k for k in family.experts.top_k_keys if isinstance(config_get(cfg, k), int)]
     for key in present:
         ed.set(key, new_top_k)
     if scale_groups and family.router.group_keys:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from moegrow.errors import CheckpointError, GrowthError
 from moegrow.families import Family
+from moegrow.families.base import matches
 from moegrow.families.kinds import layer_kinds
 from moegrow.io.checkpoint import Headers
 from moegrow.io.safetensors_io import TensorInfo
@@ -34,7 +35,14 @@ FFN_FIELDS = frozenset(
 
 
 def normalised_names(family: Family, rests: dict[str, TensorInfo]) -> set[str]:
-    """A layer's tensor names relative to the layer, per-expert names folded onto expert 0."""
+    """A layer's tensor names relative to the layer, per-expert names folded onto expert 0;
+    tensors that only layers after the first have (``later_layers_only``) or only the layers a
+    config list names (``first_occurrence_modules``) are left out."""
+    later = tuple(t for t, _ in family.later_layers_only)
+    first_only = tuple(prefix for _, prefix in family.first_occurrence_modules)
+    rests = {
+        r: i for r, i in rests.items() if not matches(later, r) and not r.startswith(first_only)
+    }
     if not family.is_moe:
         return set(rests)
     out = set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from moegrow.errors import GrowthError
 from moegrow.families import Family
+from moegrow.families.base import config_get
 from moegrow.growth.config_edit import num_layers
 from moegrow.growth.spec import GrowthSpec
 from moegrow.io.checkpoint import Headers
@@ -29,7 +30,8 @@ def check_scale(ckpt: Headers, family: Family, spec: GrowthSpec) -> None:
         )
     depth_factor = max(1, -(-out_layers // n))
     if family.experts is not None and spec.width > 1:
-        counts = [ckpt.config.get(k) for k in family.experts.count_keys]
+        text = family.text_of(ckpt.config)
+        counts = [config_get(text, k) for k in family.experts.count_keys]
         experts = next((c for c in counts if isinstance(c, int)), 1)
         if experts * spec.width > MAX_EXPERTS:
             raise GrowthError(

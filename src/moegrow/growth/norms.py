@@ -33,6 +33,7 @@ def _rms(ckpt: Checkpoint, info: TensorInfo, start: int = 0, nbytes: int | None 
 def norm_profile(ckpt: Checkpoint, family: Family) -> list[LayerNorm]:
     _, layers = split_layers(ckpt, family)
     n = ckpt.config.get(family.num_layers_key, len(layers))
+    b = family.expert_rows(ckpt.config) if family.is_moe else 1  # rows of one fused expert
     out = []
     for i in range(n):
         rests = layers.get(i, {})
@@ -43,10 +44,10 @@ def norm_profile(ckpt: Checkpoint, family: Family) -> list[LayerNorm]:
             role, e = family.classify(rest)
             if role == "expert" and len(info.shape) == 2:
                 per_expert.setdefault(e, []).append(_rms(ckpt, info))  # type: ignore[arg-type]
-            elif role == "fused" and len(info.shape) == 3:
-                row = info.nbytes // info.shape[0]
-                for e in range(info.shape[0]):
-                    per_expert.setdefault(e, []).append(_rms(ckpt, info, e * row, row))
+            elif role == "fused" and len(info.shape) == (3 if b == 1 else 2):
+                block = info.nbytes // info.shape[0] * b
+                for e in range(info.shape[0] // b):
+                    per_expert.setdefault(e, []).append(_rms(ckpt, info, e * block, block))
         if per_expert:
             means = [sum(v) / len(v) for v in per_expert.values()]
             count = sum(len(v) for v in per_expert.values())

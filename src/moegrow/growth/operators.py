@@ -133,8 +133,10 @@ class PartJobs:
                 step = CHUNK_ELEMENTS * self.ckpt.tensors[part.source].itemsize  # type: ignore[index]
                 self._scopes.hold(self._scope(part), len(range(0, self._byte_range(part)[1], step)))
         for index, part in enumerate(t.parts):
-            if part.op == "zero":
+            if part.op == "zero" or (part.op == "fill" and part.value == 0):
                 yield Zeros(part.rows * out_row)
+            elif part.op == "fill":
+                yield from self._fill(t, part.value, part.rows * out_row)
             elif part.op == "random":
                 yield from self._random(t, index, part, part.rows * out_row)
             else:
@@ -396,6 +398,15 @@ class PartJobs:
                 "it as it is"
             )
         return mean + (shift or 0.0), std
+
+    def _fill(self, t: OutTensor, value: float, nbytes: int) -> Iterator[Job]:
+        step = CHUNK_ELEMENTS * DTYPE_SIZES[t.dtype]
+        for pos in range(0, nbytes, step):
+
+            def fn(out: memoryview) -> None:
+                to_torch(out, t.dtype).fill_(value)
+
+            yield Compute(fn, min(step, nbytes - pos))
 
     def _random(self, t: OutTensor, index: int, part: Part, nbytes: int) -> Iterator[Job]:
         index = index if part.key is None else part.key

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from moegrow.errors import CheckpointError, GrowthError
 from moegrow.families import Family, family_for
+from moegrow.families.base import compile_template
 from moegrow.growth.config_edit import (
     ConfigEditor,
     edit_depth,
@@ -47,13 +48,15 @@ class Part:
     stop: int | None = None
     op: str = "copy"
     """``copy``; ``noise``: add N(0, (alpha*sigma)^2); ``zero``; ``random``: N(0, std^2) rows;
-    ``mean``: the mean of ``source`` and ``others``."""
+    ``fill``: every element ``value``; ``mean``: the mean of ``source`` and ``others``."""
     scale: float = 1.0
     """Multiplier applied after the operator (1/M on down-projections of sigmoid routers)."""
     sigma: str = "part"
     """Noise std measured on this ``part`` or on the whole ``source`` tensor (router)."""
     std: float = 0.0
     """std of a ``random`` part (0 gives zeros)."""
+    value: float = 0.0
+    """The constant of a ``fill`` part (a zero-initialised copy's residual scale of 1)."""
     rows: int = 0
     """Output rows of a ``zero`` or ``random`` part, which read no source bytes."""
     cols: tuple[int, int] | None = None
@@ -199,12 +202,15 @@ def _validate_moe_layer(
             )
         return  # a dense layer of a mixed model
     e_count, _ = family.expert_counts(ckpt.config)
+    extra = family.router.extra_rows
     where = f"{ckpt.folder}: tensor {family.layer_prefix}{i}."
-    if router.shape[0] != e_count:
+    if router.shape[0] != e_count + extra:
         raise CheckpointError(
             f"{where}{family.router.weight}: has {router.shape[0]} rows, expected one per expert "
-            f"({e_count} in config.json)"
+            f"({e_count} in config.json)" + (f" and {extra} more" if extra else "")
         )
+    b = family.expert_rows(ckpt.config)
+    rows = {"fused": e_count * b}
     by_expert: dict[int, set[str]] = {}
     for rest, info in rests.items():
         role, e = family.classify(rest)
@@ -212,11 +218,13 @@ def _validate_moe_layer(
             assert e is not None
             by_expert.setdefault(e, set()).add(family.expert_name(rest, e, 0))
         elif role in ("fused", "router_bias", "balance_bias") and (
-            not info.shape or info.shape[0] != e_count
+            not info.shape or info.shape[0] != rows.get(role, e_count + extra)
         ):
+            expected = rows.get(role, e_count + extra)
+            each = f" x {b} rows ({family.experts.fused_rows_key})" if role == "fused" else ""
             raise CheckpointError(
-                f"{where}{rest}: axis 0 has {info.shape[:1]} entries, expected the {e_count} "
-                "experts declared in config.json"
+                f"{where}{rest}: axis 0 has {info.shape[:1]} entries, expected {expected}: the "
+                f"{e_count} experts{each if b > 1 else ''} declared in config.json"
             )
     if by_expert:
         if set(by_expert) != set(range(e_count)):
@@ -249,6 +257,8 @@ def make_plan(ckpt: Headers, spec: GrowthSpec) -> Plan:
 
     if spec.grows_depth and family.depth_refused:
         raise GrowthError(f"--depth: {family.name}: {family.depth_refused}")
+    if spec.grows_depth and spec.zero_init:
+        check_zero_init(family, cfg)
     layer_map = build_layer_map(n, spec) if spec.grows_depth else list(range(n))
     copies = copy_flags(layer_map)
     editor = ConfigEditor(cfg, scope=family.text_config)
@@ -284,10 +294,7 @@ def make_plan(ckpt: Headers, spec: GrowthSpec) -> Plan:
         elif not preserves_order(layer_map, n):
             not_exact.append("the layer map reorders or drops source layers")
         if is_post_norm(family, cfg):
-            not_exact.append(
-                "post-norm layers (norm(x + f(x))): even a zero-initialised copy applies its "
-                "norms to the residual stream, so depth growth cannot be function-preserving"
-            )
+            not_exact.append(f"depth growth is not exact because {POST_NORM}")
         k = family.injected_layer_count(cfg)
         if k and layer_map[:k] != list(range(k)):
             not_exact.append(
@@ -310,7 +317,15 @@ def make_plan(ckpt: Headers, spec: GrowthSpec) -> Plan:
         expert_map = build_expert_map(rules.num_experts, spec.width, spec.expert_order)
 
     init_std = float(family.text_of(cfg).get("initializer_range") or RANDOM_ROUTER_STD)
-    builder = _TensorBuilder(family, spec, rules, expert_map, init_std)
+    expert_rows = family.expert_rows(cfg) if family.is_moe else 1
+    later: dict[
+        str, TensorInfo
+    ] = {}  # one stored example of each tensor that only layers after the first have
+    for i in sorted(layers):
+        for rest, info in layers[i].items():
+            if _constant(family.later_layers_only, rest) is not None:
+                later.setdefault(rest, info)
+    builder = _TensorBuilder(family, spec, rules, expert_map, init_std, expert_rows, later)
     out: list[OutTensor] = []
     ignored = [
         t.name
@@ -352,6 +367,25 @@ def make_plan(ckpt: Headers, spec: GrowthSpec) -> Plan:
     )
 
 
+POST_NORM = (
+    "the layers are post-norm (norm(x + f(x))): even a zero-initialised copy applies its norms "
+    "to the residual stream"
+)
+
+
+def check_zero_init(family: Family, config: dict) -> None:
+    """Refuse ``--zero-init`` where no zero-initialised copy is an identity (MiniMax, post-norm
+    layers): the option promises a function-preserving growth it could not deliver."""
+    why = family.depth_not_exact or (POST_NORM if is_post_norm(family, config) else "")
+    if why:
+        model_type = family.text_of(config).get("model_type") or config.get("model_type")
+        raise GrowthError(
+            f"--zero-init: {model_type}: depth growth cannot be function-preserving because "
+            f"{why}; grow without --zero-init (plain copies, the paper's method), knowing the "
+            "grown model does not compute what the source did"
+        )
+
+
 def is_post_norm(family: Family, config: dict) -> bool:
     """Whether the config declares post-norm layers (see ``Family.post_norm_key``)."""
     if family.post_norm_key is None:
@@ -367,8 +401,13 @@ def _is_input_side(name: str) -> bool:
 class _TensorBuilder:
     """Makes the output tensors of one layer."""
 
-    def __init__(self, family, spec, rules, expert_map, init_std: float):
+    def __init__(self, family, spec, rules, expert_map, init_std: float, expert_rows=1, later=None):
         self.family: Family = family
+        self.expert_rows: int = expert_rows
+        """Rows of one expert along axis 0 of the fused tensors."""
+        self.later: dict[str, TensorInfo] = later or {}
+        """An example of each tensor of ``later_layers_only``, by layer-relative name."""
+        self.first_only = tuple(prefix for _, prefix in family.first_occurrence_modules)
         self.spec: GrowthSpec = spec
         self.rules: WidthRules | None = rules
         self.expert_map: list[tuple[int, bool]] | None = expert_map
@@ -379,15 +418,28 @@ class _TensorBuilder:
     def layer(self, tensors: dict[str, TensorInfo], j: int, *, is_copy: bool) -> list[OutTensor]:
         out = []
         for rest, info in sorted(tensors.items()):
+            if j == 0 and rest in self.later:
+                continue  # only layers after the first have it
+            if is_copy and rest.startswith(self.first_only):
+                continue  # a module that copies are built without
             zero = self.spec.zero_init and is_copy and self.family.is_residual(rest)
             role, e = self.family.classify(rest) if self.rules else ("plain", None)
             name = f"{self.prefix}{j}.{rest}"
-            if role == "plain":
+            value = _constant(self.family.identity_init, rest)
+            if self.spec.zero_init and is_copy and value is not None:
+                out.append(OutTensor(name, info.dtype, info.shape, [_filled(info, value)]))
+            elif role == "plain":
                 out.append(OutTensor(name, info.dtype, info.shape, [_whole(info, zero)]))
             elif role == "expert":
                 out += self._per_expert(info, rest, j, e, zero, tensors)
             else:
                 out.append(self._stacked(info, rest, name, role, zero, tensors))
+        for rest, info in sorted(self.later.items()):
+            if j > 0 and rest not in tensors:  # a copy of the first layer, placed later
+                value = _constant(self.family.later_layers_only, rest)
+                assert value is not None
+                name = f"{self.prefix}{j}.{rest}"
+                out.append(OutTensor(name, info.dtype, info.shape, [_filled(info, value)]))
         return out
 
     def _noise_op(self, info: TensorInfo, rest: str) -> str:
@@ -456,6 +508,7 @@ class _TensorBuilder:
     def _stacked(self, info, rest, name, role, zero, tensors) -> OutTensor:
         """A tensor with one entry per expert on axis 0: fused experts, router rows, biases."""
         assert self.expert_map is not None
+        b = self.expert_rows if role == "fused" else 1  # rows of one expert
         rows_out = info.shape[0] * self.spec.width
         shape = (rows_out, *info.shape[1:])
         if zero:
@@ -481,12 +534,22 @@ class _TensorBuilder:
                     parts.append(Part(None, op="random", std=std, rows=1))
                     continue
                 if role == "fused" and self._random_expert(info):
-                    parts.append(self._fresh(rest, 1))
+                    parts.append(self._fresh(rest, b))
                     continue
                 op = self._noise_op(info, rest)
                 sigma = "part" if role == "fused" else "source"
-            parts.append(Part(info.name, src_e, src_e + 1, op=op, scale=scale, sigma=sigma))
+            start = src_e * b
+            parts.append(Part(info.name, start, start + b, op=op, scale=scale, sigma=sigma))
         return OutTensor(name, info.dtype, shape, _merge_copies(parts), role)
+
+
+def _constant(templates: tuple[tuple[str, float], ...], rest: str) -> float | None:
+    """The value of the first ``(template, value)`` whose template matches ``rest``."""
+    return next((v for t, v in templates if compile_template(t).match(rest)), None)
+
+
+def _filled(info: TensorInfo, value: float) -> Part:
+    return Part(None, op="fill", value=value, rows=info.shape[0] if info.shape else 1)
 
 
 def _whole(info: TensorInfo, zero: bool) -> Part:

@@ -9,6 +9,10 @@ weighs decides exactness (ECOSYSTEM.md §2.5, measured on transformers 5.24):
 - sigmoid with renormalisation: the M copies share the old weight; exact;
 - sigmoid without renormalisation: every copy keeps the full score, so the layer output is
   multiplied by M unless each copy's down-projection is divided by M (done here);
+- weights divided by their p-norm (DBRX, p = ``moe_normalize_expert_weights``): the M copies'
+  norm is M^(1/p) / M times the old one, so each copy weighs M^(-1/p) times the old weight and
+  the M copies M^(1 - 1/p) times it: exact when each copy's down-projection is multiplied by
+  M^(1/p - 1) (1 for p = 1, done here);
 - group-limited routing (DeepSeek): exact when the groups are multiplied too and copies are
   appended, so that every group has an identical twin group;
 - PhiMoE's sparsemixer is hard-wired to two experts: it cannot be grown exactly (refused).
@@ -19,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from moegrow.errors import GrowthError
-from moegrow.families.base import Family
+from moegrow.families.base import Family, config_get
 from moegrow.growth.spec import GrowthSpec
 
 
@@ -42,7 +46,7 @@ def renormalizes(family: Family, config: dict) -> bool:
     r = family.router.renormalize
     if isinstance(r, bool):
         return r
-    value = family.text_of(config).get(r)
+    value = config_get(family.text_of(config), r)
     return family.router.renormalize_default if value is None else bool(value)
 
 
@@ -68,6 +72,8 @@ def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
             "so duplicated experts cannot be routed like the originals; width growth is refused "
             "for this family (depth growth works)"
         )
+    if family.width_refused:
+        raise GrowthError(f"--width {spec.width}: {family.name}: {family.width_refused}")
     num_experts, top_k = family.expert_counts(config)
     m = spec.width
     new_e = num_experts * m
@@ -83,7 +89,22 @@ def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
         )
     rules = WidthRules(num_experts=num_experts, top_k=top_k, new_top_k=new_k)
 
-    if router_scoring == "sigmoid" and not renormalizes(family, config):
+    if router.norm_p_key is not None:
+        p = config_get(text, router.norm_p_key)
+        if p is not None:
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
+                raise GrowthError(
+                    f"config.json: {router.norm_p_key} must be a positive number (the p of the "
+                    f"router weights' p-norm) or null, got {p!r}"
+                )
+            rules.down_scale = m ** (1.0 / p - 1.0)
+            if rules.down_scale != 1.0:
+                rules.notes.append(
+                    f"router weights divided by their {p:g}-norm: every copy's down-projection "
+                    f"is scaled by {m}^(1/{p:g} - 1) = {rules.down_scale:.6g} so that the {m} "
+                    "copies of an expert add up to the original"
+                )
+    elif router_scoring == "sigmoid" and not renormalizes(family, config):
         rules.down_scale = 1.0 / m
         rules.notes.append(
             f"sigmoid router without renormalisation: every copy's down-projection is scaled by "

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from moegrow.errors import CheckpointError
 from moegrow.families import BY_MODEL_TYPE, Family
+from moegrow.families.base import config_get
 from moegrow.io.safetensors_io import TensorInfo
 
 #: Far above any released model (DeepSeek-V3: 61 layers, 256 experts), far below a hang.
@@ -128,7 +129,8 @@ def _check_counts(
             )
     if family.experts is None:
         return
-    counts = [config[k] for k in family.experts.count_keys if config.get(k) is not None]
+    values = [config_get(config, k) for k in family.experts.count_keys]
+    counts = [c for c in values if isinstance(c, int) and not isinstance(c, bool)]
     if not counts:
         return  # planning names the missing count
     experts = counts[0]
@@ -139,8 +141,8 @@ def _check_counts(
             "fix the expert count"
         )
     for key in family.experts.top_k_keys:
-        k = config.get(key)
-        if k is not None and k > experts:
+        k = config_get(config, key)
+        if isinstance(k, int) and k > experts:
             raise CheckpointError(
                 f"{where}: {key}={k} routes each token to more experts than the {experts} "
                 "declared; expected 1..experts"
