@@ -115,3 +115,40 @@ def test_granitemoe_swa_depth_keeps_each_layer_schedule(tmp_path):
     assert grown["layer_rope_theta"] == [thetas[s] for s in layer_map]
     ids = torch.randint(0, 128, (2, 16), generator=torch.Generator().manual_seed(0))
     assert (_logits(out, ids) - _logits(src, ids)).abs().max().item() <= TOL
+
+
+def test_cohere2_depth_makes_derived_layer_kinds_explicit(tmp_path):
+    """A config.json that derives both kinds from ``first_k_dense_replace`` and the two
+    sliding-window periods gets them as explicit lists that follow the layer map."""
+    from transformers import AutoConfig
+
+    knobs = {
+        "first_k_dense_replace": 1,
+        "prefix_dense_sliding_window_pattern": 1,
+        "sliding_window_pattern": 2,
+    }
+    src, out = tmp_path / "src", tmp_path / "out"
+    model = build_tiny(
+        "cohere2_moe",
+        num_layers=3,
+        layer_types=None,
+        mlp_layer_types=None,
+        prefix_dense_intermediate_size=56,
+        **knobs,
+    )
+    model.save_pretrained(src)
+    source_kinds = list(zip(model.config.layer_types, model.config.mlp_layer_types, strict=True))
+    assert source_kinds == [
+        ("full_attention", "dense"),
+        ("sliding_attention", "sparse"),
+        ("full_attention", "sparse"),
+    ]
+    cfg = json.loads((src / "config.json").read_text())
+    del cfg["layer_types"], cfg["mlp_layer_types"]
+    (src / "config.json").write_text(json.dumps({**cfg, **knobs}))
+    result = grow(src, out, GrowthSpec(depth=2, zero_init=True), progress=False)
+    grown = AutoConfig.from_pretrained(out)
+    kinds = list(zip(grown.layer_types, grown.mlp_layer_types, strict=True))
+    assert kinds == [source_kinds[s] for s in result.plan.layer_map]
+    ids = torch.randint(0, 128, (2, 16), generator=torch.Generator().manual_seed(0))
+    assert (_logits(out, ids) - _logits(src, ids)).abs().max().item() <= TOL
