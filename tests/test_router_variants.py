@@ -82,6 +82,11 @@ def test_jetmoe_attention_router_grows_with_its_experts(tmp_path):
     expected = torch.cat([before[name][s : s + 1] for s, _ in result.plan.expert_map])
     assert after[name].shape[0] == 2 * before[name].shape[0]
     assert torch.equal(after[name], expected)
+    grown = json.loads((out / "config.json").read_text())
+    source = json.loads((src / "config.json").read_text())
+    assert grown["num_experts_per_tok"] == 2 * source["num_experts_per_tok"]
+    # derived by the config class as num_key_value_heads x num_experts_per_tok: kept consistent
+    assert grown["num_attention_heads"] == grown["num_key_value_heads"] * 4
     ids = torch.randint(0, 128, (2, 16), generator=torch.Generator().manual_seed(0))
     assert (_logits(out, ids) - _logits(src, ids)).abs().max().item() <= TOL
 

@@ -98,6 +98,10 @@ class Experts:
     """Templates with ``{e}``: tensors that belong to one expert each."""
     fused: tuple[str, ...] = ()
     """Templates of tensors holding all experts stacked on axis 0."""
+    per_top_k_keys: tuple[str, ...] = ()
+    """Config keys whose value is a multiple of top-k (JetMoE's ``num_attention_heads``, which
+    its config class derives as ``num_key_value_heads x num_experts_per_tok``): rescaled with
+    top-k so that config.json stays consistent."""
     down: tuple[str, ...] = ()
     """Templates of the experts' output projections (with biases): halved on both copies when a
     router without renormalisation would otherwise count a duplicated expert twice."""

@@ -6,8 +6,9 @@ the logits then softmax over the k, each with its own router (``mlp.router.layer
 one ``kv_proj``; each of the k chosen experts gets its own slot of query heads, so duplicated
 attention experts compute the same attention output and share their original's weight, like
 duplicated MLP experts. Both expert mixtures add an ``[H]`` output bias, zeroed with the output
-projections in a zero-initialised layer copy. ``num_attention_heads`` is derived by the config
-class as ``num_key_value_heads x num_experts_per_tok``."""
+projections in a zero-initialised layer copy. ``num_attention_heads``, which the config class
+derives as ``num_key_value_heads x num_experts_per_tok``, is rescaled with top-k (a width growth
+multiplies the query heads, and the attention cost, by the top-k factor)."""
 
 from moegrow.families.base import Experts, Family, Router
 
@@ -17,6 +18,7 @@ FAMILY = Family(
     experts=Experts(
         count_keys=("num_local_experts",),
         top_k_keys=("num_experts_per_tok",),
+        per_top_k_keys=("num_attention_heads",),
         fused=(
             "mlp.input_linear.weight",
             "mlp.output_linear.weight",

@@ -166,6 +166,12 @@ def edit_width(
         if isinstance(cfg.get(key), int):
             ed.set(key, cfg[key] * factor)
     present = [k for k in family.experts.top_k_keys if isinstance(cfg.get(k), int)]
+    if present:
+        top_k = cfg[present[0]]
+        for key in family.experts.per_top_k_keys:
+            value = cfg.get(key)
+            if isinstance(value, int) and value % top_k == 0:
+                ed.set(key, value // top_k * new_top_k)
     for key in present:
         ed.set(key, new_top_k)
     if scale_groups and family.router.group_keys:
