@@ -130,7 +130,10 @@ def param_stats(
 def _attention_width(config: dict) -> int:
     heads = config.get("num_attention_heads") or 0
     hidden = config.get("hidden_size") or 0
-    head_dim = config.get("head_dim") or (hidden // heads if heads else 0)
+    # JetMoE spells head_dim kv_channels (its config's attribute_map)
+    head_dim = (
+        config.get("head_dim") or config.get("kv_channels") or (hidden // heads if heads else 0)
+    )
     if "qk_nope_head_dim" in config:  # DeepSeek multi-head latent attention
         qk = (config.get("qk_nope_head_dim") or 0) + (config.get("qk_rope_head_dim") or 0)
         v = config.get("v_head_dim") or head_dim

@@ -49,6 +49,8 @@ def router_rule(family: Family) -> str:
         words += ", selection bias copied exactly"
     if r.biases:
         words += ", router bias"
+    if r.more_weights:
+        words += ", likewise " + ", ".join(f"`{w}`" for w in r.more_weights)
     return words
 
 

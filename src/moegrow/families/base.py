@@ -44,6 +44,9 @@ class Router:
 
     weight: str
     """Router weight ``[E, H]``: one row per expert."""
+    more_weights: tuple[str, ...] = ()
+    """Router weights ``[E, H]`` of further expert sets of the same layer, counted by the same
+    config keys and scored alike (JetMoE's mixture-of-attention router): grown like ``weight``."""
     biases: tuple[str, ...] = ()
     """Learned per-expert router biases ``[E]`` (copies get noise like the weight rows)."""
     balance_biases: tuple[str, ...] = ()
@@ -56,6 +59,9 @@ class Router:
     scoring_key: str | None = None
     """Config key whose value, when present, overrides ``scoring`` (``router_scoring`` of
     ``moegrow_moe``, one family with either router)."""
+    scoring_values: tuple[tuple[str, str], ...] = ()
+    """``(config value, scoring)`` pairs for a ``scoring_key`` whose values are not spelled like
+    the scorings above (Cohere2-MoE's ``expert_selection_fn="softmax"`` is ``softmax_topk``)."""
     renormalize: bool | str = True
     """Whether the chosen experts' weights are renormalised to sum to 1, or the config key that
     says so (``norm_topk_prob``)."""
@@ -74,7 +80,9 @@ class Router:
     def scoring_for(self, config: dict) -> str:
         """The scoring of this config: ``scoring``, unless ``scoring_key`` names another."""
         value = config.get(self.scoring_key) if self.scoring_key else None
-        return value if isinstance(value, str) else self.scoring
+        if not isinstance(value, str):
+            return self.scoring
+        return dict(self.scoring_values).get(value, value)
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,10 @@ class Experts:
     """Templates with ``{e}``: tensors that belong to one expert each."""
     fused: tuple[str, ...] = ()
     """Templates of tensors holding all experts stacked on axis 0."""
+    per_top_k_keys: tuple[str, ...] = ()
+    """Config keys whose value is a multiple of top-k (JetMoE's ``num_attention_heads``, which
+    its config class derives as ``num_key_value_heads x num_experts_per_tok``): rescaled with
+    top-k so that config.json stays consistent."""
     down: tuple[str, ...] = ()
     """Templates of the experts' output projections (with biases): halved on both copies when a
     router without renormalisation would otherwise count a duplicated expert twice."""
@@ -272,7 +284,7 @@ class Family:
         ``("router", None)``, ``("router_bias", None)``, ``("balance_bias", None)`` or
         ``("plain", None)``."""
         if self.experts is not None and self.router is not None:
-            if rest == self.router.weight:
+            if rest == self.router.weight or rest in self.router.more_weights:
                 return "router", None
             if rest in self.router.biases:
                 return "router_bias", None

@@ -49,7 +49,7 @@ def layer_kinds(config: dict, family: Family, n: int) -> list[Kind]:
         if derived is not None:
             cols["layer_types"] = list(derived)
     if "mlp_layer_types" in rules and "mlp_layer_types" not in cols:
-        cols["mlp_layer_types"] = list(derived_mlp_layer_types(cfg, n))
+        cols["mlp_layer_types"] = list(derived_mlp_layer_types(cfg, n, rules))
     if "jamba_periods" in rules:
         for period_key, offset_key in JAMBA_PERIODS:
             p, o = cfg.get(period_key), cfg.get(offset_key)
@@ -134,13 +134,16 @@ def derived_layer_types(cfg: dict, family: Family, n: int) -> list[str] | None:
         return [cycle[i % len(cycle)] for i in range(n)]
     if "linear_attn_config" in family.index_rules:
         return kimi_layer_types(cfg.get("linear_attn_config") or {}, n)
+    if "dense_prefix_windows" in family.index_rules:
+        return cohere2_layer_types(cfg, n)
     return None
 
 
-def derived_mlp_layer_types(cfg: dict, n: int) -> list[str]:
-    """``mlp_layer_types`` from ``first_k_dense_replace`` (Kimi Linear, Bailing hybrid) and, where
-    present, ``moe_layer_freq`` (A.X K2: layer i >= k is MoE iff ``i % freq == 0``)."""
-    k = cfg.get("first_k_dense_replace")
+def derived_mlp_layer_types(cfg: dict, n: int, rules: tuple[str, ...] = ()) -> list[str]:
+    """``mlp_layer_types`` from ``first_k_dense_replace`` (Kimi Linear, Bailing hybrid; absent
+    means 0 under the ``dense_prefix_windows`` rule of Cohere2-MoE) and, where present,
+    ``moe_layer_freq`` (A.X K2: layer i >= k is MoE iff ``i % freq == 0``)."""
+    k = cfg.get("first_k_dense_replace", 0 if "dense_prefix_windows" in rules else None)
     if not isinstance(k, int):
         raise GrowthError(
             "config.json: neither mlp_layer_types nor first_k_dense_replace says which layers "
@@ -179,3 +182,24 @@ def kimi_layer_types(lac: dict, n: int) -> list[str]:
             )
         return kinds  # type: ignore[return-value]
     return ["full_attention" if i and i % 4 == 0 else "linear_attention" for i in range(n)]
+
+
+#: Cohere2-MoE's config-class defaults of the fields its ``layer_types`` is derived from.
+COHERE2_WINDOW_DEFAULTS = {"sliding_window_pattern": 4, "prefix_dense_sliding_window_pattern": 1}
+
+
+def cohere2_layer_types(cfg: dict, n: int) -> list[str]:
+    """Cohere2-MoE's layer kinds when config.json has no ``layer_types``: the first
+    ``first_k_dense_replace`` (dense) layers are full attention at every
+    ``prefix_dense_sliding_window_pattern``-th layer, the others at every
+    ``sliding_window_pattern``-th layer counted from the first MoE layer; sliding otherwise."""
+    k = cfg.get("first_k_dense_replace", 0)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise GrowthError(f"config.json: first_k_dense_replace must be >= 0, got {k!r}")
+    periods = {key: cfg.get(key, d) for key, d in COHERE2_WINDOW_DEFAULTS.items()}
+    for key, value in periods.items():
+        check_period(key, value)
+    prefix, rest = periods["prefix_dense_sliding_window_pattern"], periods["sliding_window_pattern"]
+    kinds = [(i + 1) % prefix == 0 for i in range(min(k, n))]
+    kinds += [(i + 1) % rest == 0 for i in range(n - len(kinds))]
+    return ["full_attention" if full else "sliding_attention" for full in kinds]

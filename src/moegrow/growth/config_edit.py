@@ -190,6 +190,13 @@ def edit_width(
         if isinstance(count, int):
             ed.set(key, count * factor)
     present = [k for k in family.experts.top_k_keys if isinstance(config_get(cfg, k), int)]
+    if present:
+        top_k = config_get(cfg, present[0])
+        assert isinstance(top_k, int)
+        for key in family.experts.per_top_k_keys:
+            value = config_get(cfg, key)
+            if isinstance(value, int) and value % top_k == 0:
+                ed.set(key, value // top_k * new_top_k)
     for key in present:
         ed.set(key, new_top_k)
     if scale_groups and family.router.group_keys:

@@ -13,8 +13,11 @@ Each rule is named in a family's ``index_rules`` or declared as data:
   ``layer_types_cycle`` (LaRA-mini), when config.json has no ``layer_types``: made explicit;
 - ``linear_attn_config`` (Kimi Linear): 1-based ``full_attn_layers`` / ``kda_layers`` lists
   nested in ``linear_attn_config``, remapped; ``layer_types`` made explicit when absent;
-- ``mlp_layer_types`` (Kimi Linear, Bailing hybrid): dense-vs-MoE per layer, derived from
-  ``first_k_dense_replace`` when absent: made explicit;
+- ``mlp_layer_types`` (Kimi Linear, Bailing hybrid, Cohere2-MoE): dense-vs-MoE per layer,
+  derived from ``first_k_dense_replace`` when absent: made explicit;
+- ``dense_prefix_windows`` (Cohere2-MoE): ``layer_types`` derived from one sliding-window period
+  for the dense prefix and another for the MoE layers
+  (:func:`~moegrow.families.kinds.cohere2_layer_types`): made explicit;
 - ``hybrid_override_pattern`` (Nemotron-H): one character per layer (``M`` Mamba, ``E`` MoE,
   ``*`` attention, ``-`` MLP), remapped;
 - ``jamba_periods``: ``attn_layer_period/offset`` and ``expert_layer_period/offset`` (layer i is
@@ -59,7 +62,7 @@ def explicit_kinds(ed: ConfigEditor, family: Family, n: int) -> None:
     if period is not None and period.drop:
         ed.remove(period.key)  # layer_types says it now, and takes precedence
     if "mlp_layer_types" in rules and cfg.get("mlp_layer_types") is None:
-        ed.set("mlp_layer_types", derived_mlp_layer_types(cfg, n))
+        ed.set("mlp_layer_types", derived_mlp_layer_types(cfg, n, rules))
 
 
 def remap_kinds(ed: ConfigEditor, rules: tuple[str, ...], layer_map: list[int], n: int) -> None:

@@ -217,7 +217,7 @@ def _validate_moe_layer(
         if role == "expert":
             assert e is not None
             by_expert.setdefault(e, set()).add(family.expert_name(rest, e, 0))
-        elif role in ("fused", "router_bias", "balance_bias") and (
+        elif role in ("fused", "router", "router_bias", "balance_bias") and (
             not info.shape or info.shape[0] != rows.get(role, e_count + extra)
         ):
             expected = rows.get(role, e_count + extra)
