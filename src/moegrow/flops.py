@@ -107,7 +107,7 @@ def param_stats(
     for name, dtype, shape in tensors:
         m = family.layer_regex.match(name)
         role = family.classify(m.group("rest"))[0] if m else "plain"
-        if role == "balance_bias":  # a buffer steering selection, not a trained parameter
+        if role in ("balance_bias", "hash_table"):  # buffers steering selection, not trained
             continue
         if m and matches(family.buffers, m.group("rest")):
             continue

@@ -28,6 +28,7 @@ def router_rule(family: Family) -> str:
         "softmax": "softmax over all experts, top-k",
         "softmax_topk": "top-k of the logits, softmax over the k",
         "sigmoid": "sigmoid scores, top-k",
+        "sqrtsoftplus": "sqrt(softplus) scores, top-k",
         "sparsemixer": "sparsemixer (fixed top-2)",
     }[r.scoring]
     if r.scoring_key:
@@ -46,11 +47,21 @@ def router_rule(family: Family) -> str:
     if r.extra_rows:
         words += f", {r.extra_rows} more row(s) scoring a choice that is no expert"
     if r.balance_biases:
-        words += ", selection bias copied exactly"
+        words += (
+            ", selection bias scaled by 1/M with the probabilities"
+            if r.scoring == "softmax" and not r.scoring_key
+            else ", selection bias copied exactly"
+        )
     if r.biases:
         words += ", router bias"
     if r.more_weights:
         words += ", likewise " + ", ".join(f"`{w}`" for w in r.more_weights)
+    if r.hash_tables:
+        words += ", hash-routed layers (token -> expert table lists every copy)"
+    assert family.experts is not None
+    if family.experts.extra_count_keys:
+        keys = "/".join(f"`{k}`" for k in family.experts.extra_count_keys)
+        words += f", also scores {keys} experts after the routed ones (duplicated with them)"
     return words
 
 

@@ -85,7 +85,7 @@ OVERRIDES: dict[str, dict] = {
     "axk1": _MLA,
     "axk2": _MLA,
     "sarvam_mla": _MLA,
-    "longcat_flash": _MLA,
+    "longcat_flash": {**_MLA, "zero_expert_num": 2},  # 256 would drown the 4 routed experts
     "dots1": {"n_shared_experts": 1},
     # DbrxAttention reads attn_config.rope_theta, which DbrxAttentionConfig does not declare,
     # and clamps by clip_qkv, which it cannot leave unset (DBRX's release value)
@@ -119,6 +119,8 @@ OVERRIDES: dict[str, dict] = {
 
 #: Name suffixes of per-expert selection / router biases: perturbed more, so that they matter.
 ROUTER_BIAS = re.compile(r"(e_score_correction_bias|router\.bias|expert_bias|gate\.bias)$")
+#: Name suffix of hash-routing tables (token -> k experts), which init leaves all zero.
+HASH_TABLE = "tid2eid"
 PERTURB_STD = 0.02
 ROUTER_BIAS_STD = 0.1
 
@@ -263,6 +265,9 @@ def perturb(model, seed: int) -> None:
     with torch.no_grad():
         for name in sorted(state):
             t = state[name]
+            if name.endswith(HASH_TABLE) and not torch.is_floating_point(t):
+                fill_hash_table(t, gen)
+                continue
             if not torch.is_floating_point(t):
                 continue
             t = t.data if isinstance(t, torch.nn.Parameter) else t
@@ -271,3 +276,13 @@ def perturb(model, seed: int) -> None:
             seen.add(t.data_ptr())
             std = ROUTER_BIAS_STD if ROUTER_BIAS.search(name) else PERTURB_STD
             t.add_((torch.randn(t.shape, generator=gen) * std).to(t.dtype))
+
+
+def fill_hash_table(table, gen) -> None:
+    """Give every token of a hash-routing table ``[vocab, k]`` k distinct random experts
+    (of :data:`NUM_EXPERTS`), so that a table put in the wrong place changes the logits."""
+    import torch
+
+    rows, k = table.shape
+    picks = torch.rand(rows, NUM_EXPERTS, generator=gen).argsort(dim=1)[:, :k]
+    table.copy_(picks.to(table.dtype))

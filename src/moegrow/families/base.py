@@ -51,10 +51,17 @@ class Router:
     """Learned per-expert router biases ``[E]`` (copies get noise like the weight rows)."""
     balance_biases: tuple[str, ...] = ()
     """Load-balancing biases ``[E]`` that only steer selection (DeepSeek-V3
-    ``e_score_correction_bias``): copied exactly."""
+    ``e_score_correction_bias``): added to the scores, so scaled like them (copied exactly for
+    sigmoid scores, scaled by 1/M for softmax scores: :mod:`moegrow.growth.routing`)."""
+    balance_bias_row: bool = False
+    """The balance biases are stored as one row ``[1, E]`` (Ernie 4.5's ``moe_statics``)."""
+    hash_tables: tuple[str, ...] = ()
+    """Token -> expert tables ``[vocab, k]`` of hash-routed layers (DeepSeek-V4's ``tid2eid``):
+    such a layer routes token t to the k experts of row t; width growth lists every copy."""
     scoring: str = "softmax"
     """``softmax``: softmax over all experts, then top-k; ``softmax_topk``: top-k of the logits,
-    then softmax over the k; ``sigmoid``: sigmoid scores of the chosen experts;
+    then softmax over the k; ``sigmoid``: sigmoid scores of the chosen experts
+    (``sqrtsoftplus``: DeepSeek-V4's ``sqrt(softplus(x))``, another score of each expert alone);
     ``sparsemixer``: PhiMoE's fixed top-2 sampler (cannot be grown exactly)."""
     scoring_key: str | None = None
     """Config key whose value, when present, overrides ``scoring`` (``router_scoring`` of
@@ -125,6 +132,16 @@ class Experts:
     """Config key of the rows each expert holds in the fused tensors, where these concatenate
     the experts along axis 0 (DBRX's ``w1`` ``[E * I, H]``, I = ``ffn_config.ffn_hidden_size``);
     None where axis 0 is the expert axis itself."""
+    extra_count_keys: tuple[str, ...] = ()
+    """Config keys counting X experts the router scores after the E routed ones (LongCat's
+    weightless identity experts ``zero_expert_num``, Inkling's shared experts that sink the
+    weight normalisation ``n_shared_experts``): the router's rows are ``[E + X]``, and width
+    growth duplicates the X like the routed experts (their copies come after the routed ones)."""
+    extra: tuple[str, ...] = ()
+    """Templates of tensors stacking the X extra experts on axis 0 (``[X, ...]``)."""
+    extra_identity: bool = False
+    """The extra experts are weightless identities (LongCat's zero experts): nothing in a
+    zero-initialised copy silences them, so ``--zero-init`` is refused when X > 0."""
 
 
 @dataclass(frozen=True)
@@ -250,6 +267,19 @@ class Family:
     def is_moe(self) -> bool:
         return self.experts is not None
 
+    def extra_experts(self, config: dict) -> int:
+        """X of ``Experts.extra_count_keys``: the experts the router scores after the routed
+        ones (0 where the family declares none or the config leaves the key out or null)."""
+        if self.experts is None:
+            return 0
+        config = self.text_of(config)
+        key = next((k for k in self.experts.extra_count_keys if _is_int(config.get(k))), None)
+        if key is None:
+            return 0
+        if config[key] < 0:
+            raise MoegrowError(f"config.json: {key} must be >= 0, got {config[key]}")
+        return int(config[key])
+
     def expert_counts(self, config: dict) -> tuple[int, int]:
         """(routed experts E, experts per token k) from a config dict, read under the first key
         of the declaration that holds an integer. Raises for a dense family or a config that
@@ -281,8 +311,8 @@ class Family:
 
     def classify(self, rest: str) -> tuple[str, int | None]:
         """Role of a layer-relative tensor name: ``("expert", e)``, ``("fused", None)``,
-        ``("router", None)``, ``("router_bias", None)``, ``("balance_bias", None)`` or
-        ``("plain", None)``."""
+        ``("router", None)``, ``("router_bias", None)``, ``("balance_bias", None)``,
+        ``("extra", None)``, ``("hash_table", None)`` or ``("plain", None)``."""
         if self.experts is not None and self.router is not None:
             if rest == self.router.weight or rest in self.router.more_weights:
                 return "router", None
@@ -290,10 +320,14 @@ class Family:
                 return "router_bias", None
             if rest in self.router.balance_biases:
                 return "balance_bias", None
+            if rest in self.router.hash_tables:
+                return "hash_table", None
             for t in self.experts.per_expert:
                 m = compile_template(t).match(rest)
                 if m:
                     return "expert", int(m.group("e"))
+            if matches(self.experts.extra, rest):
+                return "extra", None
             if matches(self.experts.fused, rest):
                 return "fused", None
         return "plain", None

@@ -23,6 +23,13 @@ JAMBA_PERIODS = (
     ("attn_layer_period", "attn_layer_offset"),
     ("expert_layer_period", "expert_layer_offset"),
 )
+#: Ernie 4.5's MoE layer range: layer i is MoE iff ``(i + 1) % interval == 0`` and
+#: ``start <= i <= end`` (``end`` -1: the last layer); ``(key, default)`` as its config class has.
+MOE_RANGE = (
+    ("moe_layer_start_index", 1),
+    ("moe_layer_end_index", -1),
+    ("moe_layer_interval", 1),
+)
 #: Mixer kinds without softmax attention over the sequence (recurrent, convolutional, or none).
 NO_ATTENTION = frozenset({"linear_attention", "mamba", "conv", "moe", "mlp"})
 #: Nemotron-H's pattern characters, as its config class reads them.
@@ -55,6 +62,8 @@ def layer_kinds(config: dict, family: Family, n: int) -> list[Kind]:
             p, o = cfg.get(period_key), cfg.get(offset_key)
             if isinstance(p, int) and p > 0 and isinstance(o, int):
                 cols[period_key] = [i % p == o for i in range(n)]
+    if "moe_layer_range" in rules:
+        cols["moe_layer_range"] = list(moe_range_layers(cfg, n))
     for key in family.layer_index_lists:
         chosen = cfg.get(key)
         if isinstance(chosen, list):
@@ -203,3 +212,17 @@ def cohere2_layer_types(cfg: dict, n: int) -> list[str]:
     kinds = [(i + 1) % prefix == 0 for i in range(min(k, n))]
     kinds += [(i + 1) % rest == 0 for i in range(n - len(kinds))]
     return ["full_attention" if full else "sliding_attention" for full in kinds]
+
+
+def moe_range_layers(cfg: dict, n: int) -> list[bool]:
+    """Which of the ``n`` layers are MoE by Ernie 4.5's :data:`MOE_RANGE` fields."""
+    start, end, interval = (cfg.get(key, default) for key, default in MOE_RANGE)
+    for (key, _), value in zip(MOE_RANGE, (start, end, interval)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise GrowthError(
+                f"config.json: {key} must be an integer, got {value!r}; add the value the "
+                "checkpoint was trained with"
+            )
+    check_period("moe_layer_interval", interval)
+    end = n - 1 if end == -1 else end
+    return [(i + 1) % interval == 0 and start <= i <= end for i in range(n)]

@@ -182,10 +182,11 @@ def _remap_prefix(ed: ConfigEditor, key: str, layer_map: list[int], *, strict: b
 def edit_width(
     ed: ConfigEditor, family: Family, factor: int, new_top_k: int, *, scale_groups: bool
 ) -> None:
-    """Multiply the expert count by ``factor`` in every spelling present and set top-k."""
+    """Multiply the expert counts (routed, and extra experts the router scores after them) by
+    ``factor`` in every spelling present and set top-k."""
     assert family.experts is not None and family.router is not None
     cfg = ed.cfg
-    for key in family.experts.count_keys:
+    for key in (*family.experts.count_keys, *family.experts.extra_count_keys):
         count = config_get(cfg, key)
         if isinstance(count, int):
             ed.set(key, count * factor)

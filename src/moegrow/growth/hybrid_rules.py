@@ -20,6 +20,9 @@ Each rule is named in a family's ``index_rules`` or declared as data:
   (:func:`~moegrow.families.kinds.cohere2_layer_types`): made explicit;
 - ``hybrid_override_pattern`` (Nemotron-H): one character per layer (``M`` Mamba, ``E`` MoE,
   ``*`` attention, ``-`` MLP), remapped;
+- ``moe_layer_range`` (Ernie 4.5): layer i is MoE iff ``(i + 1) % moe_layer_interval == 0`` and
+  ``moe_layer_start_index <= i <= moe_layer_end_index``; the config accepts no explicit list, so
+  a new start, end and interval are solved for, or the growth refused;
 - ``jamba_periods``: ``attn_layer_period/offset`` and ``expert_layer_period/offset`` (layer i is
   attention iff ``i % period == offset``); Jamba's config derives its per-layer lists from them
   and accepts no explicit list, so a new period and offset are solved for, or the growth refused.
@@ -32,10 +35,12 @@ from typing import TYPE_CHECKING
 from moegrow.errors import GrowthError
 from moegrow.families.kinds import (
     JAMBA_PERIODS,
+    MOE_RANGE,
     check_period,
     derived_layer_types,
     derived_mlp_layer_types,
     layer_kinds,
+    moe_range_layers,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +95,38 @@ def remap_kinds(ed: ConfigEditor, rules: tuple[str, ...], layer_map: list[int], 
     if "jamba_periods" in rules:
         for period_key, offset_key in JAMBA_PERIODS:
             _remap_period(ed, period_key, offset_key, layer_map, n)
+    if "moe_layer_range" in rules:
+        _remap_moe_range(ed, layer_map, n)
+
+
+def solve_moe_range(kinds: list[bool]) -> tuple[int, int, int] | None:
+    """``(start, end, interval)`` with ``kinds[j] == ((j + 1) % interval == 0 and start <= j <=
+    end)`` for every layer j (the smallest interval), or None when none describes ``kinds``."""
+    n = len(kinds)
+    chosen = [j for j, k in enumerate(kinds) if k]
+    if not chosen:
+        return n, n - 1, 1  # an empty range: no MoE layer
+    start, end = chosen[0], chosen[-1]
+    for interval in range(1, n + 1):
+        if all(k == ((j + 1) % interval == 0 and start <= j <= end) for j, k in enumerate(kinds)):
+            return start, end, interval
+    return None
+
+
+def _remap_moe_range(ed: ConfigEditor, layer_map: list[int], n: int) -> None:
+    source = moe_range_layers(ed.cfg, n)
+    wanted = [source[s] for s in layer_map]
+    solved = solve_moe_range(wanted)
+    if solved is None:
+        marked = [j for j, k in enumerate(wanted) if k]
+        raise GrowthError(
+            f"config.json: no moe_layer_start_index / moe_layer_end_index / moe_layer_interval "
+            f"describes the grown stack, whose MoE layers would be {marked[:6]}, and the config "
+            "accepts no explicit list; use --depth-method interpose, or a --layer-map that keeps "
+            "the MoE layers one evenly spaced run"
+        )
+    for (key, _), value in zip(MOE_RANGE, solved):
+        ed.set(key, value)
 
 
 def solve_period(kinds: list[bool]) -> tuple[int, int] | None:

@@ -139,6 +139,8 @@ class PartJobs:
                 yield from self._fill(t, part.value, part.rows * out_row)
             elif part.op == "random":
                 yield from self._random(t, index, part, part.rows * out_row)
+            elif part.op == "ids":
+                yield from self._ids(part)
             else:
                 yield from self._from_source(t, index, part)
 
@@ -407,6 +409,33 @@ class PartJobs:
                 to_torch(out, t.dtype).fill_(value)
 
             yield Compute(fn, min(step, nbytes - pos))
+
+    def _ids(self, part: Part) -> Iterator[Job]:
+        """A table of expert indices ``[rows, k]`` rewritten for the grown experts: ``[rows,
+        M*k]``, block m holding the m-th copy of every entry (see ``Part.ids``)."""
+        info = self.ckpt.tensors[part.source]  # type: ignore[index]
+        rows, k = info.shape
+        lookup = torch.tensor(part.ids, dtype=torch.int64)  # [E, M]
+        m = lookup.shape[1]
+        row_bytes = k * info.itemsize
+        rows_per_chunk = max(1, CHUNK_ELEMENTS // (k * m))
+        for r in range(0, rows, rows_per_chunk):
+            n = min(rows_per_chunk, rows - r)
+
+            def fn(out: memoryview, r=r, n=n) -> None:
+                raw = memoryview(bytearray(n * row_bytes))
+                self.ckpt.read_into(info.name, r * row_bytes, raw)
+                x = to_torch(raw, info.dtype, (n, k)).long()
+                if n and (x.min() < 0 or x.max() >= lookup.shape[0]):
+                    bad = x[(x < 0) | (x >= lookup.shape[0])][0].item()
+                    raise GrowthError(
+                        f"tensor {info.name!r}: expert index {bad} in rows {r}..{r + n - 1}, but "
+                        f"the layer has experts 0..{lookup.shape[0] - 1}; the table is corrupt"
+                    )
+                new = lookup[x].permute(0, 2, 1).reshape(n, m * k)  # [n, k, M] -> [n, M*k]
+                to_torch(out, info.dtype, (n, m * k)).copy_(new)
+
+            yield Compute(fn, n * m * k * info.itemsize)
 
     def _random(self, t: OutTensor, index: int, part: Part, nbytes: int) -> Iterator[Job]:
         index = index if part.key is None else part.key

@@ -6,7 +6,7 @@ The plan is built from tensor headers and config.json alone (no tensor data is r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from moegrow.errors import CheckpointError, GrowthError
 from moegrow.families import Family, family_for
@@ -73,6 +73,10 @@ class Part:
     key: int | None = None
     """Seeds the noise / random rows of this part instead of its index in the tensor: parts
     with the same key draw the same values (router rows shared by a group of experts)."""
+    ids: tuple[tuple[int, ...], ...] = ()
+    """``ids`` part: the new indices of each source expert's M copies; the source is a table
+    of expert indices ``[rows, k]`` (hash routing) and becomes ``[rows, M*k]``, entry e of
+    block m being ``ids[e][m]``."""
 
 
 @dataclass
@@ -201,41 +205,76 @@ def _validate_moe_layer(
                 f"{family.layer_prefix}{i}.{family.router.weight}"
             )
         return  # a dense layer of a mixed model
-    e_count, _ = family.expert_counts(ckpt.config)
+    e_count, top_k = family.expert_counts(ckpt.config)
+    x_count = family.extra_experts(ckpt.config)
     extra = family.router.extra_rows
+    scored = e_count + x_count  # experts the router scores (its rows, less the extra choices)
     where = f"{ckpt.folder}: tensor {family.layer_prefix}{i}."
-    if router.shape[0] != e_count + extra:
+    if router.shape[0] != scored + extra:
+        after = f" + {x_count} scored after them" if x_count else ""
         raise CheckpointError(
             f"{where}{family.router.weight}: has {router.shape[0]} rows, expected one per expert "
-            f"({e_count} in config.json)" + (f" and {extra} more" if extra else "")
+            f"({e_count}{after} in config.json)" + (f" and {extra} more" if extra else "")
         )
     b = family.expert_rows(ckpt.config)
-    rows = {"fused": e_count * b}
     by_expert: dict[int, set[str]] = {}
     for rest, info in rests.items():
         role, e = family.classify(rest)
         if role == "expert":
             assert e is not None
             by_expert.setdefault(e, set()).add(family.expert_name(rest, e, 0))
-        elif role in ("fused", "router", "router_bias", "balance_bias") and (
-            not info.shape or info.shape[0] != rows.get(role, e_count + extra)
+            continue
+        axis = 0
+        if role == "fused":  # the experts' own rows (b each), no router-only choice
+            counts: tuple[int, ...] = (e_count * b, scored * b)
+        else:  # one entry per router row
+            counts = (e_count + extra, scored + extra)
+        if role == "balance_bias" and family.router.balance_bias_row:
+            axis = 1
+            if len(info.shape) != 2 or info.shape[0] != 1:
+                raise CheckpointError(
+                    f"{where}{rest}: shape {list(info.shape)}, expected one row [1, E] of "
+                    "selection biases"
+                )
+        if role == "extra":
+            counts = (x_count,)
+        if role == "hash_table" and (len(info.shape) != 2 or info.shape[1] != top_k):
+            raise CheckpointError(
+                f"{where}{rest}: shape {list(info.shape)}, expected a token -> expert table "
+                f"[vocab, {top_k}] (top-k {top_k} in config.json)"
+            )
+        if role in ("fused", "router", "router_bias", "balance_bias", "extra") and (
+            len(info.shape) <= axis or info.shape[axis] not in counts
         ):
-            expected = rows.get(role, e_count + extra)
             each = f" x {b} rows ({family.experts.fused_rows_key})" if role == "fused" else ""
             raise CheckpointError(
-                f"{where}{rest}: axis 0 has {info.shape[:1]} entries, expected {expected}: the "
-                f"{e_count} experts{each if b > 1 else ''} declared in config.json"
+                f"{where}{rest}: axis {axis} has {info.shape[axis : axis + 1]} entries, expected "
+                f"{' or '.join(map(str, sorted(set(counts))))}: the {e_count} experts"
+                f"{each if b > 1 else ''} declared in config.json"
             )
     if by_expert:
-        if set(by_expert) != set(range(e_count)):
+        beyond = sorted(set(by_expert) - set(range(scored)))
+        if beyond:
+            raise CheckpointError(
+                f"{ckpt.folder}: layer {i}: tensors of expert {beyond[0]}, but config.json "
+                f"declares {scored} experts (0..{scored - 1})"
+            )
+        if not set(range(e_count)) <= set(by_expert):
             missing = sorted(set(range(e_count)) - set(by_expert))
             raise CheckpointError(
                 f"{ckpt.folder}: layer {i}: tensors of expert(s) {missing[:5]} are missing "
                 f"(config.json declares {e_count} experts)"
             )
-        union = set().union(*by_expert.values())
+        union = set().union(*(by_expert[e] for e in range(e_count)))
         for e, names in by_expert.items():
-            if names != union:
+            # an extra expert (LongCat's identity experts) may hold fewer tensors, never others
+            if names - union:
+                odd = sorted(names - union)[0]
+                raise CheckpointError(
+                    f"{where}{family.expert_name(odd, 0, e)}: unexpected (no routed expert has "
+                    "this tensor)"
+                )
+            if names != union and e < e_count:
                 lacking = sorted(union - names)[0]
                 raise CheckpointError(
                     f"{where}{family.expert_name(lacking, 0, e)}: missing (expert {e} lacks a "
@@ -315,6 +354,8 @@ def make_plan(ckpt: Headers, spec: GrowthSpec) -> Plan:
         if spec.experts == "random" and spec.width > 1:
             not_exact.append("new experts are freshly initialised (--experts random)")
         expert_map = build_expert_map(rules.num_experts, spec.width, spec.expert_order)
+        extra = build_expert_map(rules.extra_experts, spec.width, spec.expert_order)
+        expert_map += [(rules.num_experts + x, copy) for x, copy in extra]
 
     init_std = float(family.text_of(cfg).get("initializer_range") or RANDOM_ROUTER_STD)
     expert_rows = family.expert_rows(cfg) if family.is_moe else 1
@@ -374,9 +415,17 @@ POST_NORM = (
 
 
 def check_zero_init(family: Family, config: dict) -> None:
-    """Refuse ``--zero-init`` where no zero-initialised copy is an identity (MiniMax, post-norm
-    layers): the option promises a function-preserving growth it could not deliver."""
+    """Refuse ``--zero-init`` where no zero-initialised copy is an identity (MiniMax, DeepSeek-V4,
+    post-norm layers, LongCat's identity experts): the option promises a function-preserving
+    growth it could not deliver."""
     why = family.depth_not_exact or (POST_NORM if is_post_norm(family, config) else "")
+    x = family.extra_experts(config)
+    if not why and family.experts is not None and family.experts.extra_identity and x:
+        keys = "/".join(family.experts.extra_count_keys)
+        why = (
+            f"the {x} weightless identity experts of each MoE layer ({keys}) add their routing "
+            "weight times the input to the residual stream, which no zeroed weight removes"
+        )
     if why:
         model_type = family.text_of(config).get("model_type") or config.get("model_type")
         raise GrowthError(
@@ -430,6 +479,8 @@ class _TensorBuilder:
                 out.append(OutTensor(name, info.dtype, info.shape, [_filled(info, value)]))
             elif role == "plain":
                 out.append(OutTensor(name, info.dtype, info.shape, [_whole(info, zero)]))
+            elif role == "hash_table":
+                out.append(self._hash_table(info, name))
             elif role == "expert":
                 out += self._per_expert(info, rest, j, e, zero, tensors)
             else:
@@ -505,27 +556,56 @@ class _TensorBuilder:
             out.append(OutTensor(name, info.dtype, info.shape, [part], role="expert"))
         return out
 
+    def _hash_table(self, info: TensorInfo, name: str) -> OutTensor:
+        """A token -> expert table ``[vocab, k]`` listing every copy: ``[vocab, M*k]``."""
+        assert self.expert_map is not None and self.rules is not None
+        copies: list[list[int]] = [[] for _ in range(self.rules.num_experts)]
+        for new_e, (src_e, _) in enumerate(self.expert_map[: len(copies) * self.spec.width]):
+            copies[src_e].append(new_e)
+        shape = (info.shape[0], info.shape[1] * self.spec.width)
+        part = Part(info.name, op="ids", ids=tuple(tuple(c) for c in copies))
+        return OutTensor(name, info.dtype, shape, [part], "hash_table")
+
+    def _stacked_map(
+        self, info: TensorInfo, role: str, axis: int, b: int = 1
+    ) -> list[tuple[int, bool]]:
+        """The expert map of a stacked tensor: over the routed experts, the routed and the extra
+        experts (router rows ``[E + X]``), or the extra experts alone (``Experts.extra``)."""
+        assert self.expert_map is not None and self.rules is not None
+        e, x = self.rules.num_experts, self.rules.extra_experts
+        routed = self.expert_map[: e * self.spec.width]
+        if role == "extra":
+            return [(s - e, copy) for s, copy in self.expert_map[len(routed) :]]
+        return self.expert_map if x and info.shape[axis] == (e + x) * b else routed
+
     def _stacked(self, info, rest, name, role, zero, tensors) -> OutTensor:
-        """A tensor with one entry per expert on axis 0: fused experts, router rows, biases."""
-        assert self.expert_map is not None
+        """A tensor with one entry per expert on axis 0 (axis 1 of a ``[1, E]`` row of selection
+        biases; ``expert_rows`` rows each in DBRX's fused tensors): fused experts, router rows,
+        biases."""
+        assert self.expert_map is not None and self.rules is not None
         b = self.expert_rows if role == "fused" else 1  # rows of one expert
-        rows_out = info.shape[0] * self.spec.width
-        shape = (rows_out, *info.shape[1:])
+        row = role == "balance_bias" and self.family.router is not None
+        row = row and self.family.router.balance_bias_row  # type: ignore[union-attr]
+        expert_map = self._stacked_map(info, role, 1 if row else 0, b)
+        rows_out = 1 if row else len(expert_map) * b
+        shape = (1, len(expert_map)) if row else (rows_out, *info.shape[1:])
         if zero:
             return OutTensor(
                 name, info.dtype, shape, [Part(info.name, op="zero", rows=rows_out)], role
             )
-        scale = self._down_scale(rest, tensors) if role == "fused" else 1.0
+        scale = self._down_scale(rest, tensors) if role in ("fused", "extra") else 1.0
+        if role == "balance_bias":
+            scale = self.rules.balance_bias_scale
         if self.spec.router == "random-all" and role in ("router", "router_bias"):
             std = RANDOM_ROUTER_STD if role == "router" else 0.0
             return OutTensor(
                 name, info.dtype, shape, [Part(None, op="random", std=std, rows=rows_out)], role
             )
-        noised: tuple[str, ...] = ("fused", "router", "router_bias")
+        noised: tuple[str, ...] = ("fused", "extra", "router", "router_bias")
         if self.spec.balance_bias_noise:
             noised += ("balance_bias",)
         parts: list[Part] = []
-        for src_e, copy in self.expert_map:
+        for src_e, copy in expert_map:
             op = "copy"
             sigma = "part"
             if copy and role in noised:
@@ -533,13 +613,17 @@ class _TensorBuilder:
                     std = RANDOM_ROUTER_STD if role == "router" else 0.0
                     parts.append(Part(None, op="random", std=std, rows=1))
                     continue
-                if role == "fused" and self._random_expert(info):
+                if role in ("fused", "extra") and self._random_expert(info):
                     parts.append(self._fresh(rest, b))
                     continue
                 op = self._noise_op(info, rest)
-                sigma = "part" if role == "fused" else "source"
-            start = src_e * b
-            parts.append(Part(info.name, start, start + b, op=op, scale=scale, sigma=sigma))
+                sigma = "part" if role in ("fused", "extra") else "source"
+            if row:  # one element of the row: a column of a [1, E] source
+                cols = (src_e, src_e + 1)
+                parts.append(Part(info.name, 0, 1, op=op, scale=scale, sigma="source", cols=cols))
+            else:
+                start = src_e * b
+                parts.append(Part(info.name, start, start + b, op=op, scale=scale, sigma=sigma))
         return OutTensor(name, info.dtype, shape, _merge_copies(parts), role)
 
 
@@ -561,7 +645,16 @@ def _merge_copies(parts: list[Part]) -> list[Part]:
     merged: list[Part] = []
     for p in parts:
         prev = merged[-1] if merged else None
-        if (
+        if (  # columns of one row, copied with one scale
+            prev is not None
+            and p.cols is not None
+            and prev.cols is not None
+            and p.op == prev.op == "copy"
+            and (p.source, p.start, p.scale) == (prev.source, prev.start, prev.scale)
+            and p.cols[0] == prev.cols[1]
+        ):
+            merged[-1] = replace(prev, cols=(prev.cols[0], p.cols[1]))
+        elif (
             prev is not None
             and p.op == prev.op == "copy"
             and p.scale == prev.scale == 1.0

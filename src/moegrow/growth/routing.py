@@ -15,6 +15,17 @@ weighs decides exactness (ECOSYSTEM.md §2.5, measured on transformers 5.24):
   M^(1/p - 1) (1 for p = 1, done here);
 - group-limited routing (DeepSeek): exact when the groups are multiplied too and copies are
   appended, so that every group has an identical twin group;
+- a selection-only bias added to the scores (``e_score_correction_bias``, Ernie 4.5's
+  ``moe_statics``) must move with the scores: the M copies of a softmax probability p score p/M
+  each, so the bias copies are scaled by 1/M (``p/M + b/M`` orders the copies as ``p + b``
+  ordered the originals); sigmoid scores do not change, so the bias is copied exactly;
+- experts the router scores after the routed ones (LongCat's identity "zero" experts, Inkling's
+  shared experts in the weight normalisation) are duplicated too: each copy of such an expert
+  then scores like a routed copy (p/M under softmax; the same sigmoid, with a normaliser M times
+  larger), so every expert, routed or extra, keeps its total weight;
+- hash routing (DeepSeek-V4's ``tid2eid``: token t goes to the k experts of row t): the table
+  lists every copy of the k experts (``[vocab, M*k]``), so that the weights, renormalised over
+  the chosen, are shared by the copies; exact with top-k multiplied by M, refused otherwise;
 - PhiMoE's sparsemixer is hard-wired to two experts: it cannot be grown exactly (refused).
 """
 
@@ -34,11 +45,28 @@ class WidthRules:
     new_top_k: int
     down_scale: float = 1.0
     """Factor on every copy's down-projection (1/M for sigmoid routers without renormalisation)."""
+    balance_bias_scale: float = 1.0
+    """Factor on every copy of a selection bias: the factor by which duplication scales the
+    scores it is added to (:data:`SCORE_SCALE`)."""
+    extra_experts: int = 0
+    """X experts scored by the router after the routed ones, duplicated with them."""
     scale_groups: bool = False
     exact: bool = True
     reasons: list[str] = field(default_factory=list)
     """Why the growth is not function-preserving (empty when exact)."""
     notes: list[str] = field(default_factory=list)
+
+
+#: Per scoring: the factor by which duplicating every expert M times scales each expert's score
+#: (a softmax over M times as many equal terms; an elementwise sigmoid is unchanged).
+SCORE_SCALE = {
+    "softmax": lambda m: 1.0 / m,
+    "sigmoid": lambda m: 1.0,
+    "sqrtsoftplus": lambda m: 1.0,
+    "softmax_topk": lambda m: 1.0,
+}
+#: Scorings that score each expert alone (by its own logit), as sigmoid does.
+ELEMENTWISE = ("sigmoid", "sqrtsoftplus")
 
 
 def renormalizes(family: Family, config: dict) -> bool:
@@ -87,7 +115,27 @@ def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
         raise GrowthError(
             f"--top-k: {new_k} experts per token is more than the {new_e} experts after growth"
         )
+    if router.hash_tables and new_k != top_k * m:
+        raise GrowthError(
+            f"--top-k: {family.name}'s hash-routed layers send each token to the {top_k} experts "
+            f"of its table row, whose {top_k * m} copies must all be chosen: pass --top-k scale "
+            f"({top_k * m} experts per token), not {new_k}"
+        )
     rules = WidthRules(num_experts=num_experts, top_k=top_k, new_top_k=new_k)
+    rules.extra_experts = family.extra_experts(config)
+    if rules.extra_experts:
+        keys = "/".join(family.experts.extra_count_keys)
+        rules.notes.append(
+            f"the {rules.extra_experts} expert(s) the router scores after the routed ones "
+            f"({keys}) are duplicated with them, so that each keeps its total weight"
+        )
+    if router.balance_biases:
+        rules.balance_bias_scale = SCORE_SCALE[router_scoring](m)
+        if rules.balance_bias_scale != 1.0:
+            rules.notes.append(
+                f"{router_scoring} scores of {m} copies are 1/{m} of the original's: the "
+                f"selection-bias copies are scaled by 1/{m} so that they choose the same experts"
+            )
 
     if router.norm_p_key is not None:
         p = config_get(text, router.norm_p_key)
@@ -104,7 +152,7 @@ def width_rules(family: Family, config: dict, spec: GrowthSpec) -> WidthRules:
                     f"is scaled by {m}^(1/{p:g} - 1) = {rules.down_scale:.6g} so that the {m} "
                     "copies of an expert add up to the original"
                 )
-    elif router_scoring == "sigmoid" and not renormalizes(family, config):
+    elif router_scoring in ELEMENTWISE and not renormalizes(family, config):
         rules.down_scale = 1.0 / m
         rules.notes.append(
             f"sigmoid router without renormalisation: every copy's down-projection is scaled by "
