@@ -342,3 +342,29 @@ def test_paper_presets_config_only_and_parameter_counts(tmp_path):
     assert abs(no_vocab.total / 3.126e9 - 1) < 0.01 and abs(no_vocab.active / 0.295e9 - 1) < 0.01
     big = param_counts(config_dict("paper-17b", 200_064, "sigmoid"))
     assert abs(big.total / 18.03e9 - 1) < 0.01 and abs(big.active / 2.176e9 - 1) < 0.01
+
+
+def test_dense_twin_of_a_preset(tmp_path):
+    """``dense=True``: Qwen3 with the preset's attention and embeddings and one MLP as wide as
+    the experts' activated width (the MoE's activated parameters but the router's); it
+    upcycles exactly."""
+    from moegrow.growth.upcycle_run import upcycle
+    from moegrow.growth.upcycle_spec import UpcycleSpec
+
+    out = init_checkpoint(tmp_path / "d", "tiny", vocab_size=VOCAB, dense=True)
+    config = json.loads((out / "config.json").read_text())
+    p = PRESETS["tiny"]
+    assert config["model_type"] == "qwen3" and "num_experts" not in config
+    assert config["intermediate_size"] == p.moe_intermediate_size * p.num_experts_per_tok
+    with Checkpoint(out) as ckpt:
+        stats = param_stats(
+            ((t.name, t.dtype, t.shape) for t in ckpt.tensors.values()), family_for(config), config
+        )
+    counts = param_counts(config_dict("tiny", VOCAB, dense=True))
+    assert (stats.total, stats.active) == (counts.total, counts.active)
+    router = p.num_hidden_layers * p.num_experts * p.hidden_size  # the MoE's only extra
+    assert param_counts(config_dict("tiny", VOCAB)).active == counts.active + router
+    moe = upcycle(out, tmp_path / "moe", UpcycleSpec(experts=8, top_k=2), progress=False).out
+    assert _max_diff(out, moe) < TOL
+    with pytest.raises(MoegrowError, match="dense model has no router"):
+        init_checkpoint(tmp_path / "x", "tiny", vocab_size=VOCAB, router="sigmoid", dense=True)

@@ -349,3 +349,60 @@ def test_cooldown_branch_schedule_and_exact_resume(tmp_path, corpus, trained_bas
         RunStore(tmp_path / "a", SCALE, texts=corpus, progress=False).cooldown(
             run, 0.5 * budget, "unkept"
         )
+
+
+def test_upcycle_arms_share_the_extra_flops(tmp_path, corpus, trained_base, monkeypatch):
+    """``upcycle``: a dense base, then upcycled / continued / scratch-MoE arms with one extra
+    budget each (the bookkeeping and the tables, not the science)."""
+    import moegrow.training.train
+    from moegrow.experiments.repro import EXTRA_NAMES
+    from moegrow.experiments.repro.runner import REGISTRY
+    from moegrow.experiments.repro.upcycling import ARMS, arms, horizon, upcycle
+
+    assert set(EXTRA_NAMES) <= set(REGISTRY)
+    # every training call measures the matmul peak for its MFU (0.5 s); 16 calls here
+    monkeypatch.setattr(moegrow.training.train, "measured_matmul_peak", lambda *a: 1e12)
+    scale = replace(SCALE, upcycle_point=0.01, extra_fc=0.002)
+    shutil.copytree(trained_base, tmp_path / "a")  # its data and F_c
+    store = RunStore(tmp_path / "a", scale, texts=corpus, progress=False)
+    # dense bases are runs of their own; the MoE bases' keys are what they were
+    assert "model" not in store._base_key("pre") and store._base_key("pre", dense=True)["model"]
+    outcome = upcycle(store, [0])  # one seed: pairing and intervals are tested above
+    dense = store.base(0.01, dense=True)
+    assert json.loads((dense.path / "config.json").read_text())["model_type"] == "qwen3"
+    h, budgets = horizon(store)
+    budget = h * store.chinchilla_flops
+    runs = arms(store, 0)  # cached: the same runs
+    reports = {a: store._report(r.folder / "init") for a, r in runs.items()}
+    for arm, run in runs.items():
+        step = reports[arm]["flops_per_token"] * run.tokens_per_step
+        assert run.budget_flops == pytest.approx(budget)
+        assert budget <= run.extra_flops < budget + step
+        assert ledger_of(run.final)[-1]["flops"] == pytest.approx(run.extra_flops)
+    up, cont, scratch = (runs[a] for a in ARMS)
+    assert up.sunk_flops == cont.sunk_flops == dense.sunk_flops and scratch.sunk_flops == 0
+    assert "upcycle" in [e["stage"] for e in ledger_of(up.folder / "init")]
+    # the scratch MoE has the upcycled shape; the dense model, fewer FLOPs per token
+    moe, twin = reports["upcycled"], reports["MoE from scratch"]
+    assert (moe["total_params"], moe["active_params"]) == (
+        twin["total_params"],
+        twin["active_params"],
+    )
+    assert reports["dense continued"]["flops_per_token"] < moe["flops_per_token"]
+    assert cont.steps > up.steps == scratch.steps
+    # continuing starts from the base itself; the upcycled MoE nearly computes it (noise)
+    assert cont.start_val_loss == pytest.approx(dense.val_loss, abs=1e-4)
+    assert abs(up.start_val_loss - dense.val_loss) < 0.02
+    assert up.key["train"] == {"aux_loss_coef": 1e-3}
+    summary, gaps = outcome.tables
+    assert [row[0] for row in summary.rows] == list(ARMS)
+    readings = len(budgets["constant"]) + len(budgets["annealed"])
+    assert all(len(row) == len(summary.columns) == 5 + readings for row in summary.rows)
+    assert len(gaps.rows) == 2 * readings  # the two other arms
+    assert all(b in budgets["constant"] for b in budgets["annealed"])
+    assert all(row[3].endswith("/1") and "no interval" in row[1] for row in gaps.rows)
+    assert len(outcome.rows) == len(ARMS) * readings
+    # a repeated invocation trains nothing
+    monkeypatch.setattr(moegrow.training.train, "train", lambda *a, **k: pytest.fail("trained"))
+    again = upcycle(RunStore(tmp_path / "a", scale, texts=corpus, progress=False), [0])
+    assert again.rows == outcome.rows

@@ -34,7 +34,7 @@ def cmd_repro(a: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     from moegrow.experiments.demo import DemoConfig
-    from moegrow.experiments.repro import ALL, CAMPAIGN_GROUP, CAMPAIGN_NAMES, NAMES
+    from moegrow.experiments.repro import ALL, CAMPAIGN_GROUP, CAMPAIGN_NAMES, EXTRA_NAMES, NAMES
 
     p = sub.add_parser(
         "demo", help="pretrain a tiny MoE, grow it, continue training, compare with scratch"
@@ -52,15 +52,20 @@ def add_parsers(sub) -> None:
         help="reproduce the paper's findings at small scale (resumable, cached runs)",
         description="Experiments: " + ", ".join(NAMES) + f" ({ALL}: these seven); the "
         "finding-1 campaign: " + ", ".join(CAMPAIGN_NAMES) + f" ({CAMPAIGN_GROUP}: all of them, "
-        "decisive comparison first). Several run in the order given.",
+        "decisive comparison first); beyond the paper: " + ", ".join(EXTRA_NAMES) + " (a dense "
+        "checkpoint upcycled vs continued vs an MoE from scratch). Several run in the order given.",
     )
-    p.add_argument("experiment", nargs="+", choices=[*NAMES, *CAMPAIGN_NAMES, ALL, CAMPAIGN_GROUP])
+    p.add_argument(
+        "experiment",
+        nargs="+",
+        choices=[*NAMES, *CAMPAIGN_NAMES, *EXTRA_NAMES, ALL, CAMPAIGN_GROUP],
+    )
     p.add_argument("--scale", choices=["micro", "deep", "small"], default="micro")
     p.add_argument(
         "--seeds",
         type=int,
-        help="seeds per setting (default: 3 for depth-method, noise and the depth campaign, "
-        "else 1)",
+        help="seeds per setting (default: 3 for depth-method, noise, the depth campaign and "
+        "upcycle, else 1)",
     )
     p.add_argument("--out", default="moegrow-repro", help="output folder (default moegrow-repro)")
     p.add_argument(

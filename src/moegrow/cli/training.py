@@ -44,9 +44,20 @@ def cmd_init(a: argparse.Namespace) -> int:
         a.out,
         a.preset,
         overrides=overrides,
-        **given(a, "tokenizer", "vocab_size", "router", "norm", "seed", "overwrite", "config_only"),
+        **given(
+            a,
+            "tokenizer",
+            "vocab_size",
+            "router",
+            "norm",
+            "seed",
+            "overwrite",
+            "config_only",
+            "dense",
+        ),
     )
-    print(f"initialised {out} (preset {a.preset})")
+    twin = " dense twin" if getattr(a, "dense", False) else ""
+    print(f"initialised {out} (preset {a.preset}{twin})")
     return 0
 
 
@@ -200,6 +211,13 @@ def add_parsers(sub) -> None:
         choices=NORM_POSITIONS,
         default=SUPPRESS,
         help=f"layer norm position (default {library_default(init_checkpoint, 'norm')})",
+    )
+    p.add_argument(
+        "--dense",
+        action="store_true",
+        default=SUPPRESS,
+        help="the preset's dense twin (Qwen3: same attention and embeddings, one MLP as wide as "
+        "the experts' activated width): a source for moegrow upcycle",
     )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
     p.add_argument("--seed", type=int, default=SUPPRESS, help="initialisation seed (default 0)")

@@ -4,8 +4,10 @@ Every preset is the paper's architecture (PAPER.md): pre-norm RMSNorm, QK-norm, 
 SwiGLU experts, every layer MoE, no shared experts, untied embeddings. The default family is
 transformers' Qwen3-MoE (softmax top-k with renormalisation); the paper's sigmoid router
 (``router="sigmoid"``) or post-norm layers (``norm="post"``) give moegrow's own ``moegrow_moe``
-(:mod:`moegrow.modeling.variants`). The vocabulary always comes from a tokenizer (or an explicit
-size).
+(:mod:`moegrow.modeling.variants`). ``dense=True`` gives the preset's dense twin instead: a Qwen3
+model with the same attention, norms and embeddings and one SwiGLU MLP per layer as wide as the
+experts' activated width (a source for ``moegrow upcycle``). The vocabulary always comes from a
+tokenizer (or an explicit size).
 """
 
 from __future__ import annotations
@@ -119,8 +121,8 @@ PRESETS: dict[str, Preset] = {
 
 #: Config keys set by the arguments of :func:`config_dict` rather than by ``overrides``.
 _ARGUMENT_KEYS = {
-    "model_type": "router= / norm=",
-    "architectures": "router= / norm=",
+    "model_type": "router= / norm= / dense=",
+    "architectures": "router= / norm= / dense=",
     "router_scoring": "router=",
     "norm_position": "norm=",
     "vocab_size": "tokenizer= or vocab_size=",
@@ -133,12 +135,15 @@ def config_dict(
     router: str = "softmax",
     norm: str = "pre",
     overrides: dict | None = None,
+    dense: bool = False,
 ) -> dict:
     """The config.json keys of ``preset`` (``model_type`` included), without building a model.
 
     ``router``: ``"softmax"`` or ``"sigmoid"``; ``norm``: ``"pre"`` or ``"post"``; anything but
-    softmax + pre-norm is a ``moegrow_moe`` model. ``overrides`` replace config keys; a key the
-    config class does not declare is an error that lists the valid ones.
+    softmax + pre-norm is a ``moegrow_moe`` model. ``dense``: the preset's dense twin (Qwen3,
+    one MLP of width ``num_experts_per_tok x moe_intermediate_size`` per layer, pre-norm, no
+    router). ``overrides`` replace config keys; a key the config class does not declare is an
+    error that lists the valid ones.
     """
 
     if preset not in PRESETS:
@@ -149,6 +154,11 @@ def config_dict(
         raise MoegrowError(f"norm must be one of {', '.join(NORM_POSITIONS)}, got {norm!r}")
     if not isinstance(vocab_size, int) or vocab_size < 1:
         raise MoegrowError(f"vocab_size must be a positive integer, got {vocab_size!r}")
+    if dense and (router, norm) != ("softmax", "pre"):
+        raise MoegrowError(
+            f"a dense model has no router and pre-norm layers: got router={router!r}, "
+            f"norm={norm!r} with dense=True; drop --router / --norm or --dense"
+        )
     p = PRESETS[preset]
     custom = router != "softmax" or norm != "pre"
     config = {
@@ -181,9 +191,25 @@ def config_dict(
     if custom:
         config["router_scoring"] = router
         config["norm_position"] = norm
+    if dense:
+        for key in MOE_KEYS:
+            del config[key]
+        config.update(model_type="qwen3", architectures=["Qwen3ForCausalLM"])
     for key, value in (overrides or {}).items():
         config[_check_override(key, str(config["model_type"]))] = value
     return config
+
+
+#: Keys of a preset's config that its dense twin does not have.
+MOE_KEYS = (
+    "num_experts",
+    "num_experts_per_tok",
+    "moe_intermediate_size",
+    "norm_topk_prob",
+    "decoder_sparse_step",
+    "mlp_only_layers",
+    "router_aux_loss_coef",
+)
 
 
 def _check_override(key: str, model_type: str) -> str:
@@ -229,10 +255,10 @@ def param_counts(config: dict) -> ParamCounts:
     """
     h = config["hidden_size"]
     heads, kv, hd = (config[k] for k in ("num_attention_heads", "num_key_value_heads", "head_dim"))
-    e, k = config["num_experts"], config["num_experts_per_tok"]
+    e, k = config.get("num_experts", 0), config.get("num_experts_per_tok", 0)
     attention = 2 * h * heads * hd + 2 * h * kv * hd + 2 * hd  # q, o; k, v; q_norm, k_norm
     norms = 2 * h
-    expert = 3 * h * config["moe_intermediate_size"]  # gate, up [I, H]; down [H, I]
+    expert = 3 * h * config.get("moe_intermediate_size", 0)  # gate, up [I, H]; down [H, I]
     dense = 3 * h * config["intermediate_size"]
     total = active = 0
     step = config.get("decoder_sparse_step", 1)
@@ -257,8 +283,10 @@ def init_checkpoint(
     overrides: dict | None = None,
     overwrite: bool = False,
     config_only: bool = False,
+    dense: bool = False,
 ) -> Path:
-    """Write a freshly initialised Hugging Face checkpoint of ``preset`` to folder ``out``.
+    """Write a freshly initialised Hugging Face checkpoint of ``preset`` (``dense``: of its
+    dense twin, see :func:`config_dict`) to folder ``out``.
 
     ``tokenizer``: a tokenizer folder (``AutoTokenizer``) or a prepared data folder holding
     ``manifest.json`` and ``tokenizer/``: the vocabulary is ``len(tokenizer)`` (``vocab_size``,
@@ -286,7 +314,7 @@ def init_checkpoint(
             "the vocabulary size is unknown: pass --tokenizer DIR (a tokenizer or prepared data "
             "folder) or --vocab N"
         )
-    config = config_dict(preset, vocab_size, router, norm, overrides)
+    config = config_dict(preset, vocab_size, router, norm, overrides, dense)
     if tok is not None:
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
             config[key] = getattr(tok, key)
@@ -304,7 +332,9 @@ def init_checkpoint(
         _write(tmp, config, seed, config_only)
         if tok is not None:
             tok.save_pretrained(tmp)
-        card = _init_card(preset, router, norm, seed, overrides, tokenizer, config_only, counts)
+        card = _init_card(
+            preset, router, norm, seed, overrides, tokenizer, config_only, counts, dense
+        )
         write_json(tmp / CARD_NAME, card)
         target.commit()
     return out
@@ -319,6 +349,7 @@ def _init_card(
     tokenizer: str | os.PathLike | None,
     config_only: bool,
     counts: ParamCounts,
+    dense: bool = False,
 ) -> dict:
     """The card of a fresh checkpoint: how it was made, and a ledger that starts at zero FLOPs
     (training and growth append their stages to it)."""
@@ -335,6 +366,7 @@ def _init_card(
             "overrides": overrides or {},
             "tokenizer": str(Path(tokenizer).resolve()) if tokenizer is not None else None,
             "config_only": config_only,
+            "dense": dense,
         },
         "params": {"total": counts.total, "active": counts.active},
         "ledger": [
@@ -342,7 +374,9 @@ def _init_card(
                 "stage": "init",
                 "tokens": 0,
                 "flops": 0.0,
-                "note": f"preset {preset}, router {router}, {norm}-norm, seed {seed}",
+                "note": f"preset {preset} (dense twin), seed {seed}"
+                if dense
+                else f"preset {preset}, router {router}, {norm}-norm, seed {seed}",
                 "active_params": counts.active,
             }
         ],

@@ -22,3 +22,5 @@ CAMPAIGN_NAMES = (
     "depth-k4",
 )
 CAMPAIGN_GROUP = "depth-campaign"
+#: Beyond the paper: recycling a dense checkpoint (:mod:`.upcycling`); not part of ``all``.
+EXTRA_NAMES = ("upcycle",)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from moegrow.experiments.repro import CAMPAIGN_NAMES
+from moegrow.experiments.repro import CAMPAIGN_NAMES, EXTRA_NAMES
 from moegrow.experiments.repro.analysis import (
     co_selection,
     expert_divergence,
@@ -702,4 +702,9 @@ EXPERIMENTS: dict[str, Callable[[RunStore, list[int]], Outcome]] = {
 }
 
 #: Seeds when ``--seeds`` is not given: 3 where gaps are compared, else 1.
-DEFAULT_SEEDS = {"depth-method": 3, "noise": 3, **dict.fromkeys(CAMPAIGN_NAMES, 3)}
+DEFAULT_SEEDS = {
+    "depth-method": 3,
+    "noise": 3,
+    **dict.fromkeys(CAMPAIGN_NAMES, 3),
+    **dict.fromkeys(EXTRA_NAMES, 3),
+}

@@ -13,13 +13,14 @@ from moegrow.experiments.repro.experiments import DEFAULT_SEEDS, EXPERIMENTS, Ou
 from moegrow.experiments.repro.report import write_outcome
 from moegrow.experiments.repro.runs import RunStore
 from moegrow.experiments.repro.scales import get_scale
+from moegrow.experiments.repro.upcycling import UPCYCLE
 from moegrow.modeling.quiet import quiet_transformers
 
 DEFAULT_OUT = "moegrow-repro"
 
 
-#: Every experiment by name: the paper's seven, then the finding-1 campaign.
-REGISTRY = {**EXPERIMENTS, **CAMPAIGN}
+#: Every experiment by name: the paper's seven, the finding-1 campaign, then the others.
+REGISTRY = {**EXPERIMENTS, **CAMPAIGN, **UPCYCLE}
 
 
 def expand(experiments: str | list[str]) -> list[str]:

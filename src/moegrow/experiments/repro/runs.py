@@ -12,10 +12,13 @@ would have given).
 Kinds of run:
 
 - ``base``: one pretraining run (WSD schedule over ``scale.base_fc`` x F_c) whose checkpoints at
-  ``scale.points`` are the growth points; it is trained only as far as a requested point;
+  ``scale.points`` are the growth points; it is trained only as far as a requested point (of
+  the scale's preset, or of its dense twin: a source for upcycling);
 - ``grown``: grow a checkpoint (a base point or another run's final model), evaluate it, and train
   it with a fixed extra budget at constant LR (weights only; the optimizer starts fresh);
 - ``scratch``: a freshly initialised model of a given shape, trained with a given budget;
+- ``upcycled``: a dense checkpoint upcycled to an MoE (``moegrow upcycle``), then trained like a
+  grown run; ``continued``: a checkpoint trained on as it is, like a grown run (fresh optimizer);
 - ``cooldown``: a branch of a grown or scratch run that decays its LR over the last part of a
   budget it is read at, keeping the run's optimizer state (:mod:`.branches`).
 
@@ -31,14 +34,17 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from moegrow.errors import MoegrowError
 from moegrow.experiments.repro.scales import Scale
 from moegrow.growth.spec import GrowthSpec
+from moegrow.growth.upcycle_spec import UpcycleSpec
 from moegrow.training.run_dir import RunDir
 
 #: Bump when a change makes earlier cached results wrong to reuse.
@@ -220,8 +226,15 @@ class RunStore:
         (folder / KEY_FILE).write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
         return folder
 
-    def _init(self, folder: Path, norm: str, seed: int, overrides: dict | None = None) -> Path:
-        """The run's initial model (its init ``seed``)."""
+    def _init(
+        self,
+        folder: Path,
+        norm: str,
+        seed: int,
+        overrides: dict | None = None,
+        dense: bool = False,
+    ) -> Path:
+        """The run's initial model (its init ``seed``; ``dense``: the preset's dense twin)."""
         from moegrow.modeling.presets import init_checkpoint
 
         init = folder / "init"
@@ -235,6 +248,7 @@ class RunStore:
                 norm=norm,
                 seed=seed,
                 overrides=overrides,
+                dense=dense,
             )
         return init
 
@@ -262,29 +276,35 @@ class RunStore:
 
     # -- base runs -------------------------------------------------------------------------------
 
-    def _base_key(self, norm: str, seed: int = 0) -> dict:
-        return self._key("base", norm=norm, seed=seed)
+    def _base_key(self, norm: str, seed: int = 0, dense: bool = False) -> dict:
+        # the MoE bases' keys predate dense bases: only a dense one says so
+        return self._key("base", norm=norm, seed=seed, **({"model": "dense"} if dense else {}))
 
-    def _base_folder(self, norm: str, seed: int = 0) -> Path:
-        return self._folder(self._base_key(norm, seed))
+    def _base_folder(self, norm: str, seed: int = 0, dense: bool = False) -> Path:
+        return self._folder(self._base_key(norm, seed, dense))
 
-    def base(self, point: float, norm: str = "pre", seed: int = 0) -> Source:
+    def base(
+        self, point: float, norm: str = "pre", seed: int = 0, *, dense: bool = False
+    ) -> Source:
         """The base run's checkpoint at ``point`` x F_c, training the base as far as needed.
-        ``seed``: the base's initialisation and data order (another base run)."""
+        ``seed``: the base's initialisation and data order (another base run); ``dense``: a
+        base of the preset's dense twin (budgets still in F_c of the preset's model)."""
         if point not in self.scale.points:
             raise MoegrowError(
                 f"growth point {point} x F_c is not one of the scale's {self.scale.points}"
             )
         fc = self.chinchilla_flops  # before taking the lock: it may take the pre base's
-        folder = self._base_folder(norm, seed)
+        folder = self._base_folder(norm, seed, dense)
         with _locked(folder):
-            return self._base_locked(folder, point, norm, fc, seed)
+            return self._base_locked(folder, point, norm, fc, seed, dense)
 
-    def _base_locked(self, folder: Path, point: float, norm: str, fc: float, seed: int) -> Source:
+    def _base_locked(
+        self, folder: Path, point: float, norm: str, fc: float, seed: int, dense: bool
+    ) -> Source:
         from moegrow.training.train import train
 
         s = self.scale
-        init = self._init(folder, norm, seed=seed)
+        init = self._init(folder, norm, seed=seed, dense=dense)
         fpt = self._report(init)["flops_per_token"]
         total = self.steps_for(s.base_fc * fc, fpt)
         run = RunDir(folder / "run")
@@ -311,7 +331,8 @@ class RunStore:
                 keep_checkpoints=0,
                 stop_after=min(target - done, self.stop_after or target),
             )
-            self._say(f"base ({norm}-norm): training to {p} x F_c (step {target} of {total})")
+            what = "dense" if dense else f"{norm}-norm"
+            self._say(f"base ({what}): training to {p} x F_c (step {target} of {total})")
             train(init, self.data, run.path, opts, resume=run.is_run())
             if not ckpt.is_dir():
                 raise RunIncomplete(
@@ -324,7 +345,7 @@ class RunStore:
         ckpt = run.checkpoint(target)
         return Source(
             ckpt,
-            {"base": self._base_key(norm, seed), "point": point},
+            {"base": self._base_key(norm, seed, dense), "point": point},
             self._report(ckpt)["sunk_flops"],
             val[0] if val else self._evaluate(ckpt, run.path / f"val-{target}.json"),
             sum(level) / len(level),
@@ -356,25 +377,111 @@ class RunStore:
         from moegrow.growth.grow import grow
 
         spec = GrowthSpec(**{**spec.to_json(), "seed": seed, "layer_map": spec.layer_map})
-        parts = {} if lr is None else {"lr": lr}
-        key = self._key(
-            "grown",
-            parent=parent.key,
-            growth=growth_key(spec),
-            extra_fc=round(extra_fc, 9),
-            seed=seed,
-            **parts,
+
+        def make(init: Path) -> None:
+            self._say(f"{label}: growing {parent.path}")
+            grow(parent.path, init, spec, progress=False)
+
+        return self._from_parent(
+            "grown", parent, extra_fc, seed, label, make, lr, cooldowns, growth=growth_key(spec)
         )
+
+    def upcycled(
+        self,
+        parent: Source,
+        spec: UpcycleSpec,
+        extra_fc: float,
+        seed: int,
+        label: str,
+        *,
+        cooldowns: tuple[float, ...] = (),
+        train: dict | None = None,
+    ) -> RunResult:
+        """Upcycle the dense ``parent`` by ``spec`` (its seed replaced by ``seed``) and train
+        the MoE like a grown run. ``train``: training options that differ from the scale's
+        (e.g. ``aux_loss_coef``: an upcycled config carries no ``router_aux_loss_coef``)."""
+        from moegrow.growth.upcycle_run import upcycle
+
+        spec = replace(spec, seed=seed)
+
+        def make(init: Path) -> None:
+            self._say(f"{label}: upcycling {parent.path}")
+            upcycle(parent.path, init, spec, progress=False)
+
+        return self._from_parent(
+            "upcycled",
+            parent,
+            extra_fc,
+            seed,
+            label,
+            make,
+            None,
+            cooldowns,
+            train,
+            upcycle=spec.to_json(),
+        )
+
+    def continued(
+        self,
+        parent: Source,
+        extra_fc: float,
+        seed: int,
+        label: str,
+        *,
+        cooldowns: tuple[float, ...] = (),
+    ) -> RunResult:
+        """Train ``parent`` on as it is, like a grown run (its weights, a fresh optimizer, the
+        same warm-up and constant LR): the no-growth reference at equal extra FLOPs."""
+        return self._from_parent(
+            "continued",
+            parent,
+            extra_fc,
+            seed,
+            label,
+            partial(_copy_model, parent.path),
+            None,
+            cooldowns,
+        )
+
+    def _from_parent(
+        self,
+        kind: str,
+        parent: Source,
+        extra_fc: float,
+        seed: int,
+        label: str,
+        make_init: Callable[[Path], None],
+        lr: float | None = None,
+        cooldowns: tuple[float, ...] = (),
+        train: dict | None = None,
+        **parts,
+    ) -> RunResult:
+        """A run that starts from ``parent`` through ``make_init(folder / "init")`` (which must
+        write it atomically) and trains ``extra_fc`` x F_c; ``parts``: what else keys it."""
+        if lr is not None:
+            parts["lr"] = lr
+        if train:
+            parts["train"] = train
+        key = self._key(kind, parent=parent.key, extra_fc=round(extra_fc, 9), seed=seed, **parts)
         folder = self._folder(key)
         with _locked(folder):
             if (folder / RESULT_FILE).is_file():
                 return RunResult.from_json(json.loads((folder / RESULT_FILE).read_text()))
             init = folder / "init"
             if not init.exists():
-                self._say(f"{label}: growing {parent.path}")
-                grow(parent.path, init, spec, progress=False)
+                make_init(init)
             return self._train(
-                "grown", label, key, folder, init, extra_fc, seed, parent.sunk_flops, lr, cooldowns
+                kind,
+                label,
+                key,
+                folder,
+                init,
+                extra_fc,
+                seed,
+                parent.sunk_flops,
+                lr,
+                cooldowns,
+                train,
             )
 
     def scratch(
@@ -419,6 +526,7 @@ class RunStore:
         sunk: float,
         lr: float | None = None,
         cooldowns: tuple[float, ...] = (),
+        train: dict | None = None,
     ) -> RunResult:
         import time
 
@@ -442,6 +550,7 @@ class RunStore:
         )
         if lr is not None:
             opts.lr = lr
+        opts = replace(opts, **(train or {}))
         keep = sorted({cooldown_steps(self, b, fpt)[0] for b in cooldowns if b <= budget_fc + 1e-9})
         self._say(f"{label}: {steps} steps")
         t0 = time.perf_counter()
@@ -507,3 +616,14 @@ class RunStore:
     def _say(self, text: str) -> None:
         if self.progress:
             print(f"  {text}", flush=True)
+
+
+def _copy_model(src: Path, dst: Path) -> None:
+    """The model of checkpoint ``src`` (weights, config, tokenizer, card; no optimizer state),
+    copied to ``dst`` atomically."""
+    from moegrow.training.run_dir import OPTIMIZER_FILE, RNG_FILE, STATE_FILE
+
+    tmp = dst.with_name(f".{dst.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(OPTIMIZER_FILE, RNG_FILE, STATE_FILE))
+    tmp.rename(dst)

@@ -59,6 +59,8 @@ class Scale:
     """... linearly down to this fraction of the peak LR."""
     plan_only: str | None = None
     """Set for a scale that cannot run on the built-in corpus: what it would need."""
+    upcycle_point: float | None = None
+    """Where the dense base of the ``upcycle`` experiment stops, in F_c (None: ``late``)."""
 
     def base_key(self) -> dict:
         """The fields that change what a base run computes (its cache key): the fields a later
@@ -111,6 +113,7 @@ MICRO = Scale(
     total_points=(0.5, 1.0, 1.5),
     eval_points=6,
     eval_tokens=8192,
+    upcycle_point=2.0,
 )
 DEEP = Scale(
     name="deep",
