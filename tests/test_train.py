@@ -208,3 +208,17 @@ def test_flops_and_eval_commands(base_model, data_dir, run_cli):
         assert "needs lm-evaluation-harness: pip install" in err
     else:
         assert "unknown task(s) x" in err
+
+
+def test_balance_loss_coefficient_defaults_to_the_config_class():
+    """A config.json without ``router_aux_loss_coef`` (an upcycled checkpoint's) trains with its
+    config class's default, not silently without a balance loss; an explicit value wins."""
+    from transformers import Qwen3MoeConfig
+
+    from moegrow.training.train import default_aux_loss_coef
+
+    cls_default = Qwen3MoeConfig().router_aux_loss_coef
+    assert cls_default > 0
+    assert default_aux_loss_coef({}, Qwen3MoeConfig()) == cls_default
+    assert default_aux_loss_coef({"router_aux_loss_coef": 0.0}, Qwen3MoeConfig()) == 0.0
+    assert default_aux_loss_coef({"router_aux_loss_coef": 0.02}, Qwen3MoeConfig()) == 0.02

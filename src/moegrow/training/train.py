@@ -174,6 +174,16 @@ def _one_writer_per_run(fn):
     return locked
 
 
+def default_aux_loss_coef(config: dict, model_config) -> float:
+    """The load-balancing coefficient of a checkpoint: config.json's ``router_aux_loss_coef``,
+    else its config class's default (an upcycled or hand-written config.json may leave it out;
+    reading that as 0 would silently train without a balance loss)."""
+    value = config.get("router_aux_loss_coef")
+    if value is None:
+        value = getattr(model_config.get_text_config(), "router_aux_loss_coef", None)
+    return float(value or 0.0)
+
+
 @_one_writer_per_run
 def train(
     model_dir: str | Path | None,
@@ -240,7 +250,7 @@ def train(
     capture = RouterCapture(model) if kind is not None else None
     coef = opts.aux_loss_coef
     if coef is None:
-        coef = float(config.get("router_aux_loss_coef") or 0.0) if kind else 0.0
+        coef = default_aux_loss_coef(config, model.config) if kind else 0.0
     ddp.shard(model)
     # The fused kernel updates every parameter in one call (CPU and CUDA): on the tiny preset
     # the per-tensor loop of the default implementation costs several ms a step.
