@@ -62,14 +62,28 @@ def two_files(tmp_path_factory):
     return out
 
 
-def test_accuracy_and_group_losses_on_a_known_model(two_files):
+def test_windows_from_the_start_or_spread_over_the_split():
+    assert eval_windows(1001, 10, 30, 8) == [[0, 10, 20]]
+    assert eval_windows(1001, 10, 30, 2, spread=True) == [[0, 330], [660]]
+    # a budget past the split scores every window once, either way
+    assert eval_windows(101, 10, 500, 100) == eval_windows(101, 10, 500, 100, spread=True)
+
+
+@pytest.mark.parametrize("share", [1.0, 0.5])
+def test_accuracy_and_group_losses_on_a_known_model(two_files, share):
     data = TokenData(two_files)
     split = data.split("val")
     groups = {document_group(n) for n in split.document_names}
     assert len(groups) == 2  # both files have validation documents
-    seq_len, tokens = 16, len(split)  # every window of the split
+    seq_len, tokens, spread = 16, int(share * len(split)), share < 1
     result = validation_loss(
-        Echo(data.vocab_size), split, seq_len=seq_len, tokens=tokens, batch=3, scores=True
+        Echo(data.vocab_size),
+        split,
+        seq_len=seq_len,
+        tokens=tokens,
+        batch=3,
+        scores=True,
+        spread=spread,
     )
 
     # the echo model's loss is log(e^L + V - 1) - L where the target repeats its input, else
@@ -81,7 +95,7 @@ def test_accuracy_and_group_losses_on_a_known_model(two_files):
         start, end = split.document_span(i)
         owner.update({p: document_group(name) for p in range(start, end + 1)})
     want = {g: [0, 0.0, 0] for g in groups}
-    for batch in eval_windows(len(split), seq_len, tokens, 3):
+    for batch in eval_windows(len(split), seq_len, tokens, 3, spread=spread):
         for s in batch:
             w = split.window(s, seq_len + 1)
             for j in range(seq_len):

@@ -336,6 +336,7 @@ def test_heldout_scores_are_stored_and_old_results_read_as_missing(tmp_path, cor
         tokens=SCALE.heldout_tokens,
         batch=SCALE.batch_size,
         device="cpu",
+        spread=True,
     )
     assert (h["loss"], h["accuracy"]) == (again["val_loss"], again["val_accuracy"])
     assert sum(g["tokens"] for g in h["groups"].values()) == h["tokens"]

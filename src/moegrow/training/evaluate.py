@@ -23,14 +23,21 @@ from moegrow.training.options import EVAL_SEQ_LEN, EVAL_TOKENS
 from moegrow.training.router_stats import RouterCapture, RouterKind, balance_metrics, expert_loads
 
 
-def eval_windows(num_tokens: int, seq_len: int, budget: int, batch: int) -> list[list[int]]:
+def eval_windows(
+    num_tokens: int, seq_len: int, budget: int, batch: int, *, spread: bool = False
+) -> list[list[int]]:
     """This process's validation window offsets, in batches; every process gets the same number
-    of windows (FSDP needs every process in every forward)."""
+    of windows (FSDP needs every process in every forward). ``spread``: the windows evenly
+    spaced over the whole split instead of consecutive from its start (a budget smaller than
+    the split then samples every document, not only the first ones)."""
     available = (num_tokens - 1) // seq_len
     count = max(min(available, budget // seq_len), 1)
     rank, size = ddp.world()
     count = math.ceil(count / size) * size
-    starts = [(i % available) * seq_len for i in range(count)]
+    if spread:
+        starts = [(i * available // count % available) * seq_len for i in range(count)]
+    else:
+        starts = [(i % available) * seq_len for i in range(count)]
     mine = starts[rank::size]
     return [mine[i : i + batch] for i in range(0, len(mine), batch)]
 
@@ -50,13 +57,15 @@ def validation_loss(
     autocast: bool = False,
     next_token_loss: NextTokenLoss | None = None,
     scores: bool = False,
+    spread: bool = False,
 ) -> dict:
     """Mean next-token loss over the first ``tokens`` validation tokens (all processes), with
     router balance metrics when ``kind`` and the model's router ``capture`` are given.
     ``next_token_loss``: the model's loss (default: one made for ``model``). ``scores``: also
     the next-token accuracy (``val_accuracy``) and, where the data names its documents, the
     tokens, loss and accuracy of each document group (``val_groups``); the loss is then summed
-    token by token in float64 (the same value up to rounding)."""
+    token by token in float64 (the same value up to rounding). ``spread``: windows spread over
+    the whole split (:func:`eval_windows`)."""
     if len(split) < seq_len + 1:
         raise MoegrowError(
             f"validation split has {len(split)} tokens, fewer than one window of {seq_len + 1}"
@@ -66,7 +75,7 @@ def validation_loss(
     total = count = 0.0
     loads = None
     tally = _Tally(split) if scores else None
-    for starts in eval_windows(len(split), seq_len, tokens, batch):
+    for starts in eval_windows(len(split), seq_len, tokens, batch, spread=spread):
         rows = torch.stack([torch.from_numpy(split.window(s, seq_len + 1)) for s in starts])
         rows = rows.long().to(device)
         if next_token_loss is None:
@@ -156,9 +165,11 @@ def evaluate(
     batch: int = 8,
     device: str = "auto",
     scores: bool = True,
+    spread: bool = False,
 ) -> dict:
     """``moegrow eval``: validation loss/perplexity, next-token accuracy and the loss per
-    document group (``scores``), router balance and the norm profile."""
+    document group (``scores``), router balance and the norm profile; ``spread``: windows
+    spread over the whole split (:func:`eval_windows`)."""
     from moegrow.data.token_shards import TokenData
     from moegrow.families import family_for
     from moegrow.growth.norms import norm_profile
@@ -188,6 +199,7 @@ def evaluate(
         capture=RouterCapture(model) if kind is not None else None,
         autocast=dev.type == "cuda",
         scores=scores,
+        spread=spread,
     )
     result["norm_profile"] = [round(p.value, 6) for p in profile]
     result["model"] = str(model_dir)

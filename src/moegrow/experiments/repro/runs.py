@@ -523,8 +523,9 @@ class RunStore:
         return result["val_loss"]
 
     def heldout(self, model: Path, cache: Path) -> dict:
-        """``model`` scored on the first ``scale.heldout_tokens`` validation tokens: loss,
-        next-token accuracy and both per document group (cached in ``cache``)."""
+        """``model`` scored on ``scale.heldout_tokens`` validation tokens in windows spread over
+        the whole split (not only its first documents): loss, next-token accuracy
+        and both per document group (cached in ``cache``)."""
         from moegrow.training.evaluate import evaluate
 
         if cache.is_file():
@@ -537,6 +538,7 @@ class RunStore:
             tokens=s.heldout_tokens,
             batch=s.batch_size,
             device=s.device,
+            spread=True,
         )
         scores = {
             "tokens": ev["val_tokens"],
