@@ -15,7 +15,7 @@ from moegrow.experiments.curves import loss_at
 from moegrow.experiments.repro import CAMPAIGN_NAMES, NAMES
 from moegrow.experiments.repro.analysis import loss_spike, recovery_steps
 from moegrow.experiments.repro.depth_causes import CAMPAIGN
-from moegrow.experiments.repro.experiments import EXPERIMENTS
+from moegrow.experiments.repro.experiments import EXPERIMENTS, GAP_COLUMN
 from moegrow.experiments.repro.runs import RESULT_FILE, RunIncomplete, RunStore
 from moegrow.experiments.repro.scales import SCALES
 from moegrow.experiments.repro.stats import (
@@ -48,6 +48,7 @@ SCALE = replace(
     total_points=(0.01, 0.02),
     eval_points=2,
     eval_tokens=512,
+    heldout_tokens=2048,
     device="cpu",
 )
 
@@ -180,6 +181,14 @@ def test_equal_extra_flops_bookkeeping(tmp_path, corpus, trained_base):
         store.base(SCALE.early)
     depth = store.grown(base, GrowthSpec(depth=2), SCALE.extra_fc, 0, "depth")
     width = store.grown(base, GrowthSpec(width=2), SCALE.extra_fc, 0, "width")
+    # every run keeps the branch checkpoint of a cooldown at its own budget; at a budget it
+    # was not trained for, the annealed reading is missing, with a note
+    from moegrow.experiments.repro.readings import annealed_run
+
+    notes: list[str] = []
+    assert annealed_run(store, depth, SCALE.extra_fc, "depth", notes) is not None
+    assert annealed_run(store, depth, 0.5 * SCALE.extra_fc, "depth", notes) is None
+    assert len(notes) == 1 and "no checkpoint at step" in notes[0]
     budget = SCALE.extra_fc * store.chinchilla_flops
     fpts = set()
     for run in (depth, width):
@@ -267,6 +276,24 @@ def test_every_experiment_writes_csv_plots_and_markdown(tmp_path, corpus, monkey
     # from the base grown both ways exactly agree less
     updates, weights = float(order["update_cosine_global"]), float(order["weight_cosine_global"])
     assert -1 <= updates < weights <= 1
+    # sunk-cost and total-budget are also read annealed (a cooldown branch of every run), and
+    # every continued run's final model has held-out scores
+    by_name = {o.name: o for o in outcomes}
+    for name in ("sunk-cost", "total-budget"):
+        rows = _csv(root / name / f"{name}.csv")
+        assert all(r["val_loss_at_budget_annealed"] and r["heldout_loss"] for r in rows)
+        assert all(r["annealed_heldout_accuracy"] for r in rows)
+        assert not by_name[name].notes  # no run lacked its branch
+    gap_tables = {
+        "routing": 6,  # three comparisons, at the budget and at half of it
+        "post-norm": 2,  # alpha 0 vs 0.01 on each base
+        "total-budget": 2 * (len(SCALE.total_points)),  # each point vs scratch, two readings
+    }
+    for name, n in gap_tables.items():
+        table = next(t for t in by_name[name].tables if GAP_COLUMN in t.columns)
+        assert len(table.rows) == n
+    assert all(r["heldout_loss"] for r in _csv(root / "routing" / "routing.csv"))
+    assert any("per source-document group" in t.title for t in by_name["routing"].tables)
     gaps = horizon.tables[0]
     assert len(gaps.rows) == 6  # three budgets, constant LR and annealed
     for row in gaps.rows:
@@ -287,6 +314,46 @@ def test_every_experiment_writes_csv_plots_and_markdown(tmp_path, corpus, monkey
     # copies start identical and train briefly here: their weights stay close
     assert all(0.5 < symmetry[m]["weight_cosine"] <= 1 for m in ("stack", "interpose"))
     assert symmetry["stack"]["pairs"] == symmetry["interpose"]["pairs"] == 2
+
+
+def test_heldout_scores_are_stored_and_old_results_read_as_missing(tmp_path, corpus, trained_base):
+    from moegrow.experiments.repro.experiments import DEFAULT_SEEDS
+    from moegrow.experiments.repro.readings import group_rows, heldout_cells, heldout_row
+    from moegrow.experiments.repro.runs import HELDOUT_FILE, RunResult
+    from moegrow.training.evaluate import evaluate
+
+    assert [DEFAULT_SEEDS.get(n, 1) for n in NAMES] == [3, 3, 3, 1, 1, 3, 3]
+    shutil.copytree(trained_base, tmp_path / "a")
+    store = RunStore(tmp_path / "a", SCALE, texts=corpus, progress=False)
+    run = store.grown(store.base(SCALE.late), GrowthSpec(depth=2), SCALE.extra_fc, 0, "depth")
+    h = run.heldout
+    assert h is not None and h["tokens"] == SCALE.heldout_tokens > SCALE.eval_tokens
+    # the final model's scores, as ``moegrow eval`` gives them on as many tokens
+    again = evaluate(
+        run.final,
+        store.data,
+        seq_len=SCALE.seq_len,
+        tokens=SCALE.heldout_tokens,
+        batch=SCALE.batch_size,
+        device="cpu",
+        spread=True,
+    )
+    assert (h["loss"], h["accuracy"]) == (again["val_loss"], again["val_accuracy"])
+    assert sum(g["tokens"] for g in h["groups"].values()) == h["tokens"]
+    assert json.loads((run.folder / HELDOUT_FILE).read_text()) == h
+    assert RunResult.from_json(json.loads((run.folder / RESULT_FILE).read_text())) == run
+    row = heldout_row(run)
+    assert row["heldout_loss"] == h["loss"] and len(row) == 3 + 2 * len(h["groups"])
+    assert heldout_cells([run])[1] == f"{h['accuracy']:.4f}"
+    # a result cached before held-out scores existed has none; nothing is made up for it
+    old = run.to_json()
+    del old["heldout"]
+    cached = RunResult.from_json(old)
+    assert cached.heldout is None and heldout_row(cached) == {}
+    assert heldout_cells([run, cached]) == ["-", "-"]
+    columns, rows = group_rows({"new": [run], "old": [cached]})
+    assert [r[0] for r in rows] == ["new"] and len(columns) == 1 + len(h["groups"])
+    assert group_rows({"old": [cached]}) is None
 
 
 def test_repro_rejects_bad_options(run_cli):

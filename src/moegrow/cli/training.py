@@ -132,6 +132,13 @@ def render_eval(result: dict) -> str:
         f"  val loss {result['val_loss']:.4f}  perplexity {result['val_ppl']:.2f}  "
         f"({result['val_tokens']} tokens)",
     ]
+    if "val_accuracy" in result:
+        lines.append(f"  next-token accuracy {result['val_accuracy']:.4f}")
+    for name, g in (result.get("val_groups") or {}).items():
+        lines.append(
+            f"  group {name}: loss {g['loss']:.4f}  accuracy {g['accuracy']:.4f}  "
+            f"({g['tokens']} tokens)"
+        )
     if "val_load_max" in result:
         lines.append("  layer  load max (1 = even)  load entropy (1 = even)")
         for i, (mx, ent) in enumerate(zip(result["val_load_max"], result["val_load_entropy"])):

@@ -3,7 +3,8 @@
 A ``Document`` is one unit of the split: a play, a book of the Bible, a file, a line. User
 corpora are ``.txt`` files (one document each) and ``.jsonl`` files (one document per line,
 field ``text``), named by paths, folders or globs. ``clean_documents`` drops empty and repeated
-texts; ``split_documents`` splits the rest into train and validation *by document*.
+texts; ``split_documents`` splits the rest into train and validation *by document*;
+``document_group`` names the source a document came from (evaluation reports a loss per group).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,23 @@ class Document:
 
     name: str
     text: str
+
+
+#: A ``.jsonl`` document's name: the file's path, a colon and the line number.
+_JSONL_LINE = re.compile(r"^(?P<file>.*\.jsonl):\d+$")
+
+
+def document_group(name: str) -> str:
+    """The source group of a document, from its name: a user corpus's file (``a/b.txt`` is its
+    own group, ``a/b.jsonl:12`` belongs to ``a/b.jsonl``), or the built-in corpus's part
+    (``kjv/Genesis`` -> ``kjv``, ``shakespeare/hamlet`` -> ``shakespeare``). A name of neither
+    form is its own group."""
+    if name.endswith(".txt"):
+        return name
+    line = _JSONL_LINE.match(name)
+    if line:
+        return line.group("file")
+    return name.split("/", 1)[0] if "/" in name else name
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from moegrow.data.corpus import Document
+from moegrow.data.corpus import Document, document_group
 from moegrow.data.manifest_check import load_document_starts, read_manifest
 from moegrow.data.tokenizer import load_tokenizer
 from moegrow.errors import MoegrowError
@@ -177,6 +177,19 @@ class TokenSplit:
     def document_span(self, index: int) -> tuple[int, int]:
         """``(start, end)`` of document ``index``'s tokens; the EOS after it sits at ``end``."""
         return int(self._doc_starts[index]), int(self._doc_starts[index + 1]) - 1
+
+    def documents_at(self, positions: np.ndarray) -> np.ndarray:
+        """The index of the document each token position lies in (a document's EOS is its
+        own)."""
+        return np.searchsorted(self._doc_starts, positions, side="right") - 1
+
+    def document_groups(self) -> list[str] | None:
+        """Each document's source group (:func:`~moegrow.data.corpus.document_group`), or None
+        when the manifest does not name the split's documents (folders prepared before it
+        did)."""
+        if len(self.document_names) != self.num_documents:
+            return None
+        return [document_group(name) for name in self.document_names]
 
 
 def _open_shard(path: Path, tokens: int, dtype: np.dtype) -> np.ndarray:

@@ -103,6 +103,20 @@ def _chunked_loss_sum(hidden, weight, targets, dtype) -> torch.Tensor:
     return total.to(_accumulation_dtype(dtype))
 
 
+@torch.no_grad()
+def linear_token_scores(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per token, the cross-entropy of ``hidden @ weight.T`` against ``targets`` (accumulation
+    dtype) and whether the target is the arg-max logit, without materialising the logits."""
+    dtype = _compute_dtype(hidden.device, weight.dtype)
+    losses, hits = [], []
+    for _, _, t, logits, lse, _ in _chunks(hidden, weight.to(dtype), targets, dtype):
+        losses.append(lse - logits.gather(1, t[:, None]).squeeze(1))
+        hits.append(logits.argmax(dim=-1) == t)
+    return torch.cat(losses), torch.cat(hits)
+
+
 def linear_cross_entropy(
     hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor
 ) -> torch.Tensor:
@@ -164,3 +178,20 @@ class NextTokenLoss:
             )
         logits = self.forward(input_ids=input_ids, use_cache=False).logits.float()
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, reduction="sum")
+
+    @torch.no_grad()
+    def token_scores(
+        self, input_ids: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward pass: each target token's cross-entropy and whether it is the model's
+        top prediction (flattened over the batch), from the fused head where it is exact."""
+        targets = targets.reshape(-1)
+        if self.fused:
+            hidden = self.forward(input_ids=input_ids, use_cache=False).last_hidden_state
+            return linear_token_scores(
+                hidden.reshape(-1, hidden.shape[-1]), self.head.weight, targets
+            )
+        logits = self.forward(input_ids=input_ids, use_cache=False).logits.float()
+        logits = logits.reshape(-1, logits.shape[-1])
+        losses = F.cross_entropy(logits, targets, reduction="none")
+        return losses, logits.argmax(dim=-1) == targets

@@ -1,8 +1,11 @@
-"""Held-out evaluation: loss and perplexity on the validation split, router load balance and
-entropy per MoE layer, the weight-norm profile, and an optional hand-off to lm-evaluation-harness.
+"""Held-out evaluation: loss and perplexity on the validation split, next-token accuracy and the
+loss per source-document group, router load balance and entropy per MoE layer, the weight-norm
+profile, and an optional hand-off to lm-evaluation-harness.
 
 The validation split is read as consecutive non-overlapping windows of ``seq_len + 1`` tokens
-from its start, so every model evaluated on the same data folder sees the same tokens.
+from its start, so every model evaluated on the same data folder sees the same tokens. A target
+token belongs to the group of the document it lies in (``moegrow.data.corpus.document_group``:
+the source file, or the built-in corpus's part), whatever document its context came from.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from moegrow.errors import MoegrowError
@@ -19,14 +23,21 @@ from moegrow.training.options import EVAL_SEQ_LEN, EVAL_TOKENS
 from moegrow.training.router_stats import RouterCapture, RouterKind, balance_metrics, expert_loads
 
 
-def eval_windows(num_tokens: int, seq_len: int, budget: int, batch: int) -> list[list[int]]:
+def eval_windows(
+    num_tokens: int, seq_len: int, budget: int, batch: int, *, spread: bool = False
+) -> list[list[int]]:
     """This process's validation window offsets, in batches; every process gets the same number
-    of windows (FSDP needs every process in every forward)."""
+    of windows (FSDP needs every process in every forward). ``spread``: the windows evenly
+    spaced over the whole split instead of consecutive from its start (a budget smaller than
+    the split then samples every document, not only the first ones)."""
     available = (num_tokens - 1) // seq_len
     count = max(min(available, budget // seq_len), 1)
     rank, size = ddp.world()
     count = math.ceil(count / size) * size
-    starts = [(i % available) * seq_len for i in range(count)]
+    if spread:
+        starts = [(i * available // count % available) * seq_len for i in range(count)]
+    else:
+        starts = [(i % available) * seq_len for i in range(count)]
     mine = starts[rank::size]
     return [mine[i : i + batch] for i in range(0, len(mine), batch)]
 
@@ -45,10 +56,16 @@ def validation_loss(
     capture: RouterCapture | None = None,
     autocast: bool = False,
     next_token_loss: NextTokenLoss | None = None,
+    scores: bool = False,
+    spread: bool = False,
 ) -> dict:
     """Mean next-token loss over the first ``tokens`` validation tokens (all processes), with
     router balance metrics when ``kind`` and the model's router ``capture`` are given.
-    ``next_token_loss``: the model's loss (default: one made for ``model``)."""
+    ``next_token_loss``: the model's loss (default: one made for ``model``). ``scores``: also
+    the next-token accuracy (``val_accuracy``) and, where the data names its documents, the
+    tokens, loss and accuracy of each document group (``val_groups``); the loss is then summed
+    token by token in float64 (the same value up to rounding). ``spread``: windows spread over
+    the whole split (:func:`eval_windows`)."""
     if len(split) < seq_len + 1:
         raise MoegrowError(
             f"validation split has {len(split)} tokens, fewer than one window of {seq_len + 1}"
@@ -57,7 +74,8 @@ def validation_loss(
     model.eval()
     total = count = 0.0
     loads = None
-    for starts in eval_windows(len(split), seq_len, tokens, batch):
+    tally = _Tally(split) if scores else None
+    for starts in eval_windows(len(split), seq_len, tokens, batch, spread=spread):
         rows = torch.stack([torch.from_numpy(split.window(s, seq_len + 1)) for s in starts])
         rows = rows.long().to(device)
         if next_token_loss is None:
@@ -65,7 +83,11 @@ def validation_loss(
             if capture is not None:
                 capture.take()  # the check's forward passes
         with torch.autocast("cuda", torch.bfloat16, enabled=autocast):
-            total += next_token_loss(rows[:, :-1], rows[:, 1:]).item()
+            if tally is None:
+                total += next_token_loss(rows[:, :-1], rows[:, 1:]).item()
+            else:
+                losses, hits = next_token_loss.token_scores(rows[:, :-1], rows[:, 1:])
+                total += tally.add(starts, seq_len, losses, hits)
         count += rows[:, 1:].numel()
         router_logits = capture.take() if capture is not None else ()
         if kind is not None and router_logits:
@@ -81,11 +103,57 @@ def validation_loss(
         "val_ppl": math.exp(min(loss, 50.0)),
         "val_tokens": int(count),
     }
+    if tally is not None:
+        result.update(tally.result(count))
     if loads is not None:
         if ddp.world()[1] > 1:
             torch.distributed.all_reduce(loads)
         result.update({f"val_{k}": v for k, v in balance_metrics(loads).items()})
     return result
+
+
+class _Tally:
+    """Tokens, summed loss and hits of the scored windows, in all and per document group."""
+
+    def __init__(self, split):
+        groups = split.document_groups()
+        self.split = split
+        self.names = sorted(set(groups)) if groups else []
+        index = {name: i for i, name in enumerate(self.names)}
+        self.group_of = np.asarray([index[g] for g in groups or []], dtype=np.int64)
+        self.hits = 0.0
+        # per group: tokens, loss sum, hits
+        self.sums = np.zeros((3, len(self.names)), dtype=np.float64)
+
+    def add(self, starts: list[int], seq_len: int, losses: torch.Tensor, hits) -> float:
+        """Count one batch (windows at ``starts``); returns its summed loss."""
+        loss = losses.detach().double().cpu().numpy()
+        hit = hits.detach().cpu().numpy().astype(np.float64)
+        self.hits += float(hit.sum())
+        if self.names:
+            targets = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(1, seq_len + 1)
+            group = self.group_of[self.split.documents_at(targets.reshape(-1))]
+            n = len(self.names)
+            self.sums[0] += np.bincount(group, minlength=n)
+            self.sums[1] += np.bincount(group, weights=loss, minlength=n)
+            self.sums[2] += np.bincount(group, weights=hit, minlength=n)
+        return float(loss.sum())
+
+    def result(self, count: float) -> dict:
+        """``val_accuracy`` over all ``count`` scored tokens (all processes) and ``val_groups``
+        (None where the data does not name its documents)."""
+        sums = ddp.all_sum([self.hits, *self.sums.reshape(-1).tolist()])
+        per_group = np.asarray(sums[1:]).reshape(3, -1)
+        groups = {
+            name: {
+                "tokens": int(per_group[0, i]),
+                "loss": float(per_group[1, i] / per_group[0, i]),
+                "accuracy": float(per_group[2, i] / per_group[0, i]),
+            }
+            for i, name in enumerate(self.names)
+            if per_group[0, i] > 0
+        }
+        return {"val_accuracy": sums[0] / count, "val_groups": groups if self.names else None}
 
 
 def evaluate(
@@ -96,8 +164,12 @@ def evaluate(
     tokens: int = EVAL_TOKENS,
     batch: int = 8,
     device: str = "auto",
+    scores: bool = True,
+    spread: bool = False,
 ) -> dict:
-    """``moegrow eval``: validation loss/perplexity, router balance and the norm profile."""
+    """``moegrow eval``: validation loss/perplexity, next-token accuracy and the loss per
+    document group (``scores``), router balance and the norm profile; ``spread``: windows
+    spread over the whole split (:func:`eval_windows`)."""
     from moegrow.data.token_shards import TokenData
     from moegrow.families import family_for
     from moegrow.growth.norms import norm_profile
@@ -126,6 +198,8 @@ def evaluate(
         biases=expert_bias_buffers(model, config),
         capture=RouterCapture(model) if kind is not None else None,
         autocast=dev.type == "cuda",
+        scores=scores,
+        spread=spread,
     )
     result["norm_profile"] = [round(p.value, 6) for p in profile]
     result["model"] = str(model_dir)

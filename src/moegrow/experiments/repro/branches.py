@@ -26,6 +26,11 @@ from moegrow.training.run_dir import RunDir
 BRANCH_PREFIX = "branch-"
 
 
+class MissingBranch(MoegrowError):
+    """The run kept no checkpoint to branch this cooldown from (it was trained, or cached,
+    without that cooldown budget)."""
+
+
 def cooldown_steps(store, budget_fc: float, flops_per_token: float) -> tuple[int, int]:
     """(first decay step, last step) of a cooldown at ``budget_fc`` x F_c: the last step is
     the one a run with that budget ends at; the decay covers ``cooldown_fraction`` of it."""
@@ -92,6 +97,7 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 def cooldown(store, run, budget_fc: float, label: str):
     """The cooldown branch of ``run`` (a :class:`~.runs.RunResult`) at ``budget_fc`` x F_c."""
     from moegrow.experiments.repro.runs import (
+        HELDOUT_FILE,
         RESULT_FILE,
         RunIncomplete,
         RunResult,
@@ -122,7 +128,7 @@ def cooldown(store, run, budget_fc: float, label: str):
         )
     source = branch_dir(run.folder, start)
     if not source.is_dir():
-        raise MoegrowError(
+        raise MissingBranch(
             f"{run.folder}: no checkpoint at step {start} to branch a cooldown at "
             f"{budget_fc:g} x F_c (the run was trained without that cooldown budget); "
             f"delete {run.folder} and run again to keep it"
@@ -178,6 +184,7 @@ def cooldown(store, run, budget_fc: float, label: str):
             tokens_per_step=store.tokens_per_step,
             seconds=time.perf_counter() - t0,
             extra={"branch_step": start, "parent": str(run.folder)},
+            heldout=store.heldout(res.final, folder / HELDOUT_FILE),
         )
         _write_atomic(folder / RESULT_FILE, result.to_json())
         return result

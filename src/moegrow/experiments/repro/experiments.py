@@ -23,6 +23,16 @@ from moegrow.experiments.repro.analysis import (
     recovery_steps,
     weight_cosine,
 )
+from moegrow.experiments.repro.readings import (
+    HELDOUT_COLUMNS,
+    annealed_row,
+    annealed_run,
+    fmt_losses,
+    group_rows,
+    heldout_cells,
+    heldout_row,
+    losses_of,
+)
 from moegrow.experiments.repro.runs import RunResult, RunStore
 from moegrow.experiments.repro.stats import (
     fmt_interval,
@@ -124,6 +134,7 @@ def _run_row(r: RunResult, seed: int, **settings: object) -> dict:
         "start_val_loss": r.start_val_loss,
         "extra_flops": r.extra_flops,
         "val_loss_at_budget": r.loss_at_budget,
+        **heldout_row(r),
     }
 
 
@@ -134,6 +145,21 @@ def _gap_row(label: str, worse: list[float], better: list[float]) -> list:
     _, std = mean_std(diffs)
     wins = sum(d > 0 for d in diffs)
     return [label, fmt_interval(worse, better), f"{std:.4f}", f"{wins}/{len(diffs)}"]
+
+
+def _add_group_table(out: Outcome, title: str, arms: dict[str, list[RunResult]]) -> None:
+    """A table of the arms' held-out loss per source-document group, where they have one."""
+    table = group_rows(arms)
+    if table is not None:
+        columns, rows = table
+        out.tables.append(
+            Table(
+                f"{title}: held-out loss per source-document group of the final models (mean "
+                "over seeds)",
+                columns,
+                rows,
+            )
+        )
 
 
 # -- 1 -------------------------------------------------------------------------------------------
@@ -307,9 +333,10 @@ def routing(store: RunStore, seeds: list[int]) -> Outcome:
         ("E x2 only", GrowthSpec(width=2, top_k="keep")),
         ("k x2 only", GrowthSpec(width=1, top_k=2 * k)),
     ]
-    summary, curves = [], {}
+    summary, curves, arms = [], {}, {}
     for label, spec in variants:
         runs = _seeded(store, base, spec, s.extra_fc, seeds, f"[routing] {label}")
+        arms[label] = runs
         for seed, r in zip(seeds, runs):
             out.rows.append(
                 _run_row(r, seed, variant=label) | {"val_loss_at_half_budget": _at(r, 0.5)}
@@ -320,17 +347,41 @@ def routing(store: RunStore, seeds: list[int]) -> Outcome:
                 fmt_mean_std([r.start_val_loss for r in runs]),
                 fmt_mean_std([_at(r, 0.5) for r in runs]),
                 fmt_mean_std([r.loss_at_budget for r in runs]),
+                *heldout_cells(runs),
             ]
         )
         curves[label] = _mean_curve(runs, store.chinchilla_flops)
     out.tables.append(
         Table(
             f"From the {s.late:g} x F_c base (top-{k}), {s.extra_fc:g} x F_c extra FLOPs, "
-            f"noise 0.01 ({len(seeds)} seed(s))",
-            ["growth", "loss right after growth", "loss at half the budget", "loss at budget"],
+            f"noise 0.01 (mean ± std over {len(seeds)} seed(s)); held-out: "
+            f"{s.heldout_tokens} validation tokens",
+            [
+                "growth",
+                "loss right after growth",
+                "loss at half the budget",
+                "loss at budget",
+                *HELDOUT_COLUMNS,
+            ],
             summary,
         )
     )
+    loss = {label: [r.loss_at_budget for r in runs] for label, runs in arms.items()}
+    half = {label: [_at(r, 0.5) for r in runs] for label, runs in arms.items()}
+    both, e_only, k_only = (label for label, _ in variants)
+    gaps = []
+    for worse, better in ((e_only, both), (k_only, both), (k_only, e_only)):
+        for at, values in (("budget", loss), ("half the budget", half)):
+            name, *cells = _gap_row(f"{worse} minus {better}", values[worse], values[better])
+            gaps.append([name, at, *cells])
+    out.tables.append(
+        Table(
+            "Paired gaps at the budget and at half of it (positive: the second arm better)",
+            ["comparison", "at", GAP_COLUMN, "std of gap", "seeds where the second arm wins"],
+            gaps,
+        )
+    )
+    _add_group_table(out, "Routing", arms)
     out.plots.append(
         _loss_curves("routing-curves.png", "validation loss after width growth", curves)
     )
@@ -358,30 +409,46 @@ def sunk_cost(store: RunStore, seeds: list[int]) -> Outcome:
         "38.79; grown from 8k steps 42.07 ... 88k 48.99; annealed 96k 48.52): returns diminish "
         "in the annealing phase.",
     )
-    table, xs, ys, stable_x, stable_y = [], [], [], [], []
-    scatter: dict[str, list] = {"constant-LR phase": [], "decay phase": []}
+    table, xs, phases = [], [], []
+    # mean final loss per checkpoint, by reading (nan where a reading is missing)
+    points: dict[str, list[float]] = {"constant LR": [], "annealed": []}
+    scatter: dict[str, list] = {}
+    arms: dict[str, list[RunResult]] = {}
     grown_shape = None
+    budget = (s.extra_fc,)
     for point in s.points:
         base = store.base(point)
         phase = "decay" if point > s.decay_start + 1e-9 else "constant-LR"
-        runs = _seeded(
-            store, base, SUNK_COST_GROWTH, s.extra_fc, seeds, f"[sunk-cost] from {point:g} x F_c"
-        )
+        label = f"[sunk-cost] from {point:g} x F_c"
+        runs = [
+            store.grown(
+                base, SUNK_COST_GROWTH, s.extra_fc, seed, f"{label}, seed {seed}", cooldowns=budget
+            )
+            for seed in seeds
+        ]
+        cooled = [
+            annealed_run(store, r, s.extra_fc, f"{label}, seed {seed}", out.notes)
+            for seed, r in zip(seeds, runs)
+        ]
         grown_shape = grown_shape or {
             "num_hidden_layers": _config(runs[0].final)["num_hidden_layers"]
         }
-        final = [r.loss_at_budget for r in runs]
-        for seed, r in zip(seeds, runs):
+        arms[f"from {point:g} x F_c"] = runs
+        final, annealed = [r.loss_at_budget for r in runs], losses_of(cooled)
+        for seed, r, c in zip(seeds, runs, cooled):
             out.rows.append(
-                _run_row(r, seed, base_fc=point, phase=phase) | {"base_val_loss": base.val_loss}
+                _run_row(r, seed, base_fc=point, phase=phase)
+                | {"base_val_loss": base.val_loss}
+                | annealed_row(c)
             )
-        mean = sum(final) / len(final)
         xs.append(runs[0].sunk_flops)
-        ys.append(mean)
-        if phase == "constant-LR":
-            stable_x.append(runs[0].sunk_flops)
-            stable_y.append(mean)
-        scatter[f"{phase} phase"].append((_fc(store, runs[0].sunk_flops), mean))
+        phases.append(phase)
+        points["constant LR"].append(sum(final) / len(final))
+        points["annealed"].append(float("nan") if annealed is None else mean_std(annealed)[0])
+        for reading, ys in points.items():
+            scatter.setdefault(f"{phase} phase, {reading}", []).append(
+                (_fc(store, runs[0].sunk_flops), ys[-1])
+            )
         table.append(
             [
                 f"{point:g}",
@@ -389,13 +456,18 @@ def sunk_cost(store: RunStore, seeds: list[int]) -> Outcome:
                 f"{_fc(store, runs[0].sunk_flops):.2f}",
                 f"{base.val_loss:.4f}",
                 fmt_mean_std(final),
+                fmt_losses(annealed),
+                *heldout_cells(runs),
             ]
         )
-    scratch = [
-        store.scratch(grown_shape or {}, s.extra_fc, seed, f"[sunk-cost] scratch, seed {seed}")
-        for seed in seeds
-    ]
-    for seed, r in zip(seeds, scratch):
+    scratch, scratch_cooled = [], []
+    for seed in seeds:
+        label = f"[sunk-cost] scratch, seed {seed}"
+        r = store.scratch(grown_shape or {}, s.extra_fc, seed, label, cooldowns=budget)
+        scratch.append(r)
+        scratch_cooled.append(annealed_run(store, r, s.extra_fc, label, out.notes))
+    arms["scratch"] = scratch
+    for seed, r, c in zip(seeds, scratch, scratch_cooled):
         out.rows.append(
             {
                 "base_fc": 0,
@@ -404,45 +476,74 @@ def sunk_cost(store: RunStore, seeds: list[int]) -> Outcome:
                 "sunk_flops": 0.0,
                 "extra_flops": r.extra_flops,
                 "val_loss_at_budget": r.loss_at_budget,
+                **heldout_row(r),
+                **annealed_row(c),
             }
         )
-    table.append(["scratch", "-", "0", "-", fmt_mean_std([r.loss_at_budget for r in scratch])])
+    table.append(
+        [
+            "scratch",
+            "-",
+            "0",
+            "-",
+            fmt_mean_std([r.loss_at_budget for r in scratch]),
+            fmt_losses(losses_of(scratch_cooled)),
+            *heldout_cells(scratch),
+        ]
+    )
     out.tables.append(
         Table(
             f"Interposition x2 with {s.extra_fc:g} x F_c extra FLOPs from each checkpoint of one "
             f"base run (WSD: decay from {s.decay_start:g} x F_c); scratch: the grown shape, same "
-            "budget",
-            ["checkpoint (x F_c)", "phase", "sunk / F_c", "base val loss", "grown loss at budget"],
+            f"budget. Annealed: a cooldown branch (LR linear to {s.cooldown_min_ratio:g} x peak "
+            f"over the last {s.cooldown_fraction:.0%} of the budget); held-out: the constant-LR "
+            f"final model on {s.heldout_tokens} validation tokens",
+            [
+                "checkpoint (x F_c)",
+                "phase",
+                "sunk / F_c",
+                "base val loss",
+                "grown loss at budget, constant LR",
+                "grown loss at budget, annealed",
+                *HELDOUT_COLUMNS,
+            ],
             table,
         )
     )
-    corr = [
-        ["all checkpoints", len(xs), f"{pearson(xs, ys):+.3f}", f"{spearman(xs, ys):+.3f}"],
-    ]
-    if len(stable_x) >= 2:
-        corr.append(
-            [
-                "constant-LR phase only",
-                len(stable_x),
-                f"{pearson(stable_x, stable_y):+.3f}",
-                f"{spearman(stable_x, stable_y):+.3f}",
+    corr = []
+    for reading, ys in points.items():
+        for subset in ("all checkpoints", "constant-LR phase only"):
+            keep = [
+                i
+                for i, p in enumerate(phases)
+                if (subset == "all checkpoints" or p == "constant-LR") and ys[i] == ys[i]
             ]
-        )
+            if len(keep) >= 2:
+                x, y = [xs[i] for i in keep], [ys[i] for i in keep]
+                corr.append(
+                    [reading, subset, len(keep), f"{pearson(x, y):+.3f}", f"{spearman(x, y):+.3f}"]
+                )
     out.tables.append(
         Table(
             "Correlation of the grown model's final loss with the sunk FLOPs (negative: more "
             "sunk compute, lower loss)",
-            ["points", "n", "Pearson", "Spearman"],
+            ["reading", "points", "n", "Pearson", "Spearman"],
             corr,
         )
     )
-    scatter["scratch (grown shape)"] = [(0.0, mean_std([r.loss_at_budget for r in scratch])[0])]
+    _add_group_table(out, "Sunk cost (constant LR)", arms)
+    scatter["scratch (grown shape), constant LR"] = [
+        (0.0, mean_std([r.loss_at_budget for r in scratch])[0])
+    ]
+    scratch_annealed = losses_of(scratch_cooled)
+    if scratch_annealed is not None:
+        scatter["scratch (grown shape), annealed"] = [(0.0, mean_std(scratch_annealed)[0])]
     out.plots.append(
         Plot(
             "sunk-cost.png",
             "scatter",
             f"final loss after {s.extra_fc:g} x F_c extra FLOPs vs sunk FLOPs",
-            scatter,
+            {k: [p for p in v if p[1] == p[1]] for k, v in scatter.items()},
             "sunk FLOPs / F_c",
             "validation loss at budget",
         )
@@ -463,14 +564,30 @@ def total_budget(store: RunStore, seeds: list[int]) -> Outcome:
     )
     table = []
     shape = None
+    arms: dict[str, list[RunResult]] = {}
+    constant: dict[str, list[float]] = {}
+    annealed: dict[str, list[float] | None] = {}
     for point in s.total_points:
         base = store.base(point)
         extra_fc = s.total_fc - _fc(store, base.sunk_flops)
-        runs = _seeded(
-            store, base, SUNK_COST_GROWTH, extra_fc, seeds, f"[total-budget] at {point:g} x F_c"
-        )
+        label = f"[total-budget] at {point:g} x F_c"
+        runs = [
+            store.grown(
+                base,
+                SUNK_COST_GROWTH,
+                extra_fc,
+                seed,
+                f"{label}, seed {seed}",
+                cooldowns=(extra_fc,),
+            )
+            for seed in seeds
+        ]
+        cooled = [
+            annealed_run(store, r, extra_fc, f"{label}, seed {seed}", out.notes)
+            for seed, r in zip(seeds, runs)
+        ]
         shape = shape or {"num_hidden_layers": _config(runs[0].final)["num_hidden_layers"]}
-        for seed, r in zip(seeds, runs):
+        for seed, r, c in zip(seeds, runs, cooled):
             out.rows.append(
                 {
                     "growth_point_fc": point,
@@ -479,21 +596,30 @@ def total_budget(store: RunStore, seeds: list[int]) -> Outcome:
                     "extra_flops": r.extra_flops,
                     "total_flops": r.sunk_flops + r.budget_flops,
                     "val_loss_at_total": r.loss_at_budget,
+                    **heldout_row(r),
+                    **annealed_row(c),
                 }
             )
+        tag = f"grow at {point:g} x F_c"
+        arms[tag] = runs
+        constant[tag], annealed[tag] = [r.loss_at_budget for r in runs], losses_of(cooled)
         table.append(
             [
-                f"grow at {point:g} x F_c",
+                tag,
                 f"{_fc(store, base.sunk_flops):.2f}",
                 f"{extra_fc:.2f}",
-                fmt_mean_std([r.loss_at_budget for r in runs]),
+                fmt_mean_std(constant[tag]),
+                fmt_losses(annealed[tag]),
+                *heldout_cells(runs),
             ]
         )
-    scratch = [
-        store.scratch(shape or {}, s.total_fc, seed, f"[total-budget] scratch, seed {seed}")
-        for seed in seeds
-    ]
-    for seed, r in zip(seeds, scratch):
+    scratch, scratch_cooled = [], []
+    for seed in seeds:
+        label = f"[total-budget] scratch, seed {seed}"
+        r = store.scratch(shape or {}, s.total_fc, seed, label, cooldowns=(s.total_fc,))
+        scratch.append(r)
+        scratch_cooled.append(annealed_run(store, r, s.total_fc, label, out.notes))
+    for seed, r, c in zip(seeds, scratch, scratch_cooled):
         out.rows.append(
             {
                 "growth_point_fc": "scratch",
@@ -502,28 +628,70 @@ def total_budget(store: RunStore, seeds: list[int]) -> Outcome:
                 "extra_flops": r.extra_flops,
                 "total_flops": r.budget_flops,
                 "val_loss_at_total": r.loss_at_budget,
+                **heldout_row(r),
+                **annealed_row(c),
             }
         )
+    tag = "scratch (grown shape)"
+    arms[tag] = scratch
+    constant[tag], annealed[tag] = [r.loss_at_budget for r in scratch], losses_of(scratch_cooled)
     table.append(
         [
-            "scratch (grown shape)",
+            tag,
             "0",
             f"{s.total_fc:.2f}",
-            fmt_mean_std([r.loss_at_budget for r in scratch]),
+            fmt_mean_std(constant[tag]),
+            fmt_losses(annealed[tag]),
+            *heldout_cells(scratch),
         ]
     )
     if s.total_fc in s.points:
         base = store.base(s.total_fc)
+        phase = "decay" if s.total_fc > s.decay_start + 1e-9 else "constant-LR"
         table.append(
-            ["no growth (the base run itself)", f"{s.total_fc:.2f}", "0", f"{base.val_loss:.4f}"]
+            [
+                f"no growth (the base run itself, {phase} phase)",
+                f"{s.total_fc:.2f}",
+                "0",
+                f"{base.val_loss:.4f}",
+                "-",
+                "-",
+                "-",
+            ]
         )
     out.tables.append(
         Table(
-            f"Total budget {s.total_fc:g} x F_c (base + grown training), interposition x2",
-            ["run", "base FLOPs / F_c", "grown FLOPs / F_c", "val loss at the total budget"],
+            f"Total budget {s.total_fc:g} x F_c (base + grown training), interposition x2. "
+            f"Annealed: a cooldown branch over the last {s.cooldown_fraction:.0%} of the grown "
+            f"(or scratch) training, LR linear to {s.cooldown_min_ratio:g} x peak; held-out: "
+            f"the constant-LR final model on {s.heldout_tokens} validation tokens",
+            [
+                "run",
+                "base FLOPs / F_c",
+                "grown FLOPs / F_c",
+                "val loss at the total budget, constant LR",
+                "annealed",
+                *HELDOUT_COLUMNS,
+            ],
             table,
         )
     )
+    gaps = []
+    grown = [t for t in constant if t.startswith("grow at")]
+    for t in grown:
+        for reading, values in (("constant LR", constant), ("annealed", annealed)):
+            a, b = values["scratch (grown shape)"], values[t]
+            if a is not None and b is not None:
+                name, *cells = _gap_row(f"scratch minus {t}", a, b)
+                gaps.append([name, reading, *cells])
+    out.tables.append(
+        Table(
+            "Scratch minus each growth point (positive: growing there better)",
+            ["comparison", "reading", GAP_COLUMN, "std of gap", "seeds where growing wins"],
+            gaps,
+        )
+    )
+    _add_group_table(out, "Total budget (constant LR)", arms)
     return out
 
 
@@ -544,6 +712,8 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
     # both paths start from this point, up to their noise: the base grown both ways exactly
     exact = _exact_growth(store, base.path, GrowthSpec(depth=2, width=2, noise=0.0))
     table = []
+    finals: dict[str, list[RunResult]] = {"depth then width": [], "width then depth": []}
+    cosines: dict[str, list[float]] = {}
     for seed in seeds:
         d1 = store.grown(base, depth, half, seed, f"[order] depth first, seed {seed}")
         dw = store.grown(d1.as_source(), width, half, seed, f"[order] then width, seed {seed}")
@@ -552,6 +722,15 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
         weights = weight_cosine(dw.final, wd.final)
         updates = weight_cosine(dw.final, wd.final, reference=exact)
         moments = moment_cosine(d1.final, w1.final, lambda j: j // 2)
+        finals["depth then width"].append(dw)
+        finals["width then depth"].append(wd)
+        for name, value in (
+            ("weight cosine, global", weights["global"]),
+            ("update cosine, global", updates["global"]),
+            ("Adam m cosine, global", moments["global"]),
+            ("Adam m mean |cos| per tensor", moments["mean_abs_per_tensor"]),
+        ):
+            cosines.setdefault(name, []).append(value)
         out.rows.append(
             {
                 "seed": seed,
@@ -567,6 +746,8 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
                 "adam_m_abs_cosine_mean_per_tensor": moments["mean_abs_per_tensor"],
                 "adam_m_abs_cosine_max_per_tensor": moments["max_abs_per_tensor"],
                 "shared_tensors": moments["tensors"],
+                **heldout_row(dw, "depth_then_width_heldout"),
+                **heldout_row(wd, "width_then_depth_heldout"),
             }
         )
         table.append(
@@ -597,6 +778,37 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
             table,
         )
     )
+    dw_runs, wd_runs = finals["depth then width"], finals["width then depth"]
+    out.tables.append(
+        Table(
+            f"Over {len(seeds)} seed(s): losses and held-out scores ({s.heldout_tokens} "
+            "validation tokens) of the two paths, their paired gap, and the cosines",
+            ["quantity", "value"],
+            [
+                [
+                    "depth then width: loss at budget",
+                    fmt_mean_std([r.loss_at_budget for r in dw_runs]),
+                ],
+                [
+                    "width then depth: loss at budget",
+                    fmt_mean_std([r.loss_at_budget for r in wd_runs]),
+                ],
+                [
+                    f"depth-then-width minus width-then-depth ({GAP_COLUMN})",
+                    fmt_interval(
+                        [r.loss_at_budget for r in dw_runs], [r.loss_at_budget for r in wd_runs]
+                    ),
+                ],
+                *(
+                    [f"{path}: {column}", cell]
+                    for path, runs in finals.items()
+                    for column, cell in zip(HELDOUT_COLUMNS, heldout_cells(runs))
+                ),
+                *([name, fmt_mean_std(values, 3)] for name, values in cosines.items()),
+            ],
+        )
+    )
+    _add_group_table(out, "Order", finals)
     return out
 
 
@@ -623,9 +835,11 @@ def post_norm(store: RunStore, seeds: list[int]) -> Outcome:
         "Width growth with noise is claimed stable across pre-norm and post-norm transformers "
         "(no post-norm numbers were recoverable from the paper).",
     )
-    table, curves = [], {}
+    table, curves, gaps = [], {}, []
+    arms: dict[str, list[RunResult]] = {}
     for norm in ("pre", "post"):
         base = store.base(s.mid, norm)
+        final: dict[float, list[float]] = {}
         for alpha in (0.0, 0.01):
             runs = _seeded(
                 store,
@@ -635,6 +849,8 @@ def post_norm(store: RunStore, seeds: list[int]) -> Outcome:
                 seeds,
                 f"[post-norm] {norm}-norm, alpha {alpha:g}",
             )
+            arms[f"{norm}-norm, alpha {alpha:g}"] = runs
+            final[alpha] = [r.loss_at_budget for r in runs]
             spikes = [loss_spike(r.train_losses, base.loss_level) for r in runs]
             recovery = [recovery_steps(r.train_losses, base.loss_level) for r in runs]
             for seed, r, sp, rec in zip(seeds, runs, spikes, recovery):
@@ -658,14 +874,18 @@ def post_norm(store: RunStore, seeds: list[int]) -> Outcome:
                     ", ".join("never" if x is None else str(x) for x in recovery)
                     + f" (of {runs[0].steps})",
                     fmt_mean_std([r.loss_at_budget for r in runs]),
+                    *heldout_cells(runs),
                 ]
             )
             curves[f"{norm}-norm, alpha {alpha:g}"] = [
                 (i + 1, v) for i, v in enumerate(runs[0].train_losses)
             ]
+        name, *cells = _gap_row(f"{norm}-norm: alpha 0 minus alpha 0.01", final[0.0], final[0.01])
+        gaps.append([name, *cells])
     out.tables.append(
         Table(
-            f"Width x2 from {s.mid:g} x F_c bases, {s.extra_fc:g} x F_c extra FLOPs",
+            f"Width x2 from {s.mid:g} x F_c bases, {s.extra_fc:g} x F_c extra FLOPs (mean ± std "
+            f"over {len(seeds)} seed(s)); held-out: {s.heldout_tokens} validation tokens",
             [
                 "base",
                 "alpha",
@@ -674,10 +894,19 @@ def post_norm(store: RunStore, seeds: list[int]) -> Outcome:
                 "train-loss spike over the base's level (running mean of 5, first 20 steps)",
                 "steps until the running mean is back at that level",
                 "loss at budget",
+                *HELDOUT_COLUMNS,
             ],
             table,
         )
     )
+    out.tables.append(
+        Table(
+            "alpha = 0 minus alpha = 0.01 on each base (positive: alpha = 0.01 better)",
+            ["comparison", GAP_COLUMN, "std of gap", "seeds where alpha = 0.01 wins"],
+            gaps,
+        )
+    )
+    _add_group_table(out, "Post-norm", arms)
     out.plots.append(
         Plot(
             "post-norm-train-loss.png",
@@ -703,8 +932,7 @@ EXPERIMENTS: dict[str, Callable[[RunStore, list[int]], Outcome]] = {
 
 #: Seeds when ``--seeds`` is not given: 3 where gaps are compared, else 1.
 DEFAULT_SEEDS = {
-    "depth-method": 3,
-    "noise": 3,
+    **dict.fromkeys(("depth-method", "noise", "routing", "order", "post-norm"), 3),
     **dict.fromkeys(CAMPAIGN_NAMES, 3),
     **dict.fromkeys(EXTRA_NAMES, 3),
 }

@@ -51,6 +51,8 @@ from moegrow.training.run_dir import RunDir
 CACHE_VERSION = 2
 KEY_FILE = "key.json"
 RESULT_FILE = "result.json"
+#: The final model's held-out scores (:meth:`RunStore.heldout`), cached beside its result.
+HELDOUT_FILE = "heldout.json"
 LOCK_FILE = ".lock"
 #: Steps of a base run's training loss averaged into its "level" before a growth point.
 LEVEL_WINDOW = 20
@@ -131,6 +133,10 @@ class RunResult:
     tokens_per_step: int
     seconds: float
     extra: dict = field(default_factory=dict)
+    heldout: dict | None = None
+    """The final model on ``scale.heldout_tokens`` validation tokens: ``tokens``, ``loss``,
+    ``accuracy`` and ``groups`` (group -> tokens, loss, accuracy; None where the data does not
+    name its documents). None for results cached before it was measured."""
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -372,8 +378,9 @@ class RunStore:
     ) -> RunResult:
         """Grow ``parent`` by ``spec`` (its seed replaced by ``seed``) and train it with
         ``extra_fc`` x F_c extra FLOPs (training seed ``seed``) at constant LR ``lr`` (default
-        the scale's). ``cooldowns``: budgets (x F_c) at which :meth:`cooldown` may branch it
-        (their branch checkpoints are kept; they do not change what the run computes)."""
+        the scale's). ``cooldowns``: budgets (x F_c) at which :meth:`cooldown` may branch it,
+        besides ``extra_fc`` itself (their branch checkpoints are kept; they do not change what
+        the run computes)."""
         from moegrow.growth.grow import grow
 
         spec = GrowthSpec(**{**spec.to_json(), "seed": seed, "layer_map": spec.layer_map})
@@ -551,10 +558,16 @@ class RunStore:
         if lr is not None:
             opts.lr = lr
         opts = replace(opts, **(train or {}))
-        keep = sorted({cooldown_steps(self, b, fpt)[0] for b in cooldowns if b <= budget_fc + 1e-9})
+        keep = {cooldown_steps(self, b, fpt)[0] for b in cooldowns if b <= budget_fc + 1e-9}
+        if steps > 1:
+            # every run can be read annealed at its own budget, also by an experiment that
+            # finds it cached by another (a run resumed past that step is not stopped for it)
+            own = cooldown_steps(self, budget_fc, fpt)[0]
+            if RunDir(folder / "run").last_step() <= own:
+                keep.add(own)
         self._say(f"{label}: {steps} steps")
         t0 = time.perf_counter()
-        res = train_keeping(self, init, folder, opts, keep)
+        res = train_keeping(self, init, folder, opts, sorted(keep))
         if res.steps < steps:
             raise RunIncomplete(f"{folder}: stopped at step {res.steps} of {steps}; run again")
         curve = [(0.0, start)]
@@ -577,6 +590,7 @@ class RunStore:
             steps=res.steps,
             tokens_per_step=self.tokens_per_step,
             seconds=time.perf_counter() - t0,
+            heldout=self.heldout(res.final, folder / HELDOUT_FILE),
         )
         _write_atomic(folder / RESULT_FILE, result.to_json())
         return result
@@ -609,9 +623,37 @@ class RunStore:
             tokens=s.eval_tokens,
             batch=s.batch_size,
             device=s.device,
+            scores=False,
         )
         _write_atomic(cache, {"val_loss": result["val_loss"]})
         return result["val_loss"]
+
+    def heldout(self, model: Path, cache: Path) -> dict:
+        """``model`` scored on ``scale.heldout_tokens`` validation tokens in windows spread over
+        the whole split (not only its first documents): loss, next-token accuracy
+        and both per document group (cached in ``cache``)."""
+        from moegrow.training.evaluate import evaluate
+
+        if cache.is_file():
+            return json.loads(cache.read_text())
+        s = self.scale
+        ev = evaluate(
+            model,
+            self.data,
+            seq_len=s.seq_len,
+            tokens=s.heldout_tokens,
+            batch=s.batch_size,
+            device=s.device,
+            spread=True,
+        )
+        scores = {
+            "tokens": ev["val_tokens"],
+            "loss": ev["val_loss"],
+            "accuracy": ev["val_accuracy"],
+            "groups": ev["val_groups"],
+        }
+        _write_atomic(cache, scores)
+        return scores
 
     def _say(self, text: str) -> None:
         if self.progress:

@@ -49,6 +49,11 @@ class Scale:
     eval_points: int
     """Validation evaluations per continued run."""
     eval_tokens: int
+    heldout_tokens: int = 65536
+    """Validation tokens, in windows spread over the whole split, on which each continued run's
+    final model is scored (loss, next-token accuracy, loss per document group;
+    :meth:`~.runs.RunStore.heldout`). An evaluation of the
+    finished model, not part of any run's key: it changes nothing a run computes."""
     device: str = "auto"
     layers: int | None = None
     """Decoder layers of the base model, instead of the preset's (a deeper base for the depth
