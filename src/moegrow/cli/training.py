@@ -81,9 +81,11 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise MoegrowError("train: give MODEL, --data DIR and --out RUN (or --resume RUN)")
     try:
         result = train(a.model, a.data, a.resume or a.out, opts, resume=resume)
-    finally:
-        rank = ddp.world()[0]
-        ddp.shutdown()
+    except BaseException:
+        ddp.shutdown(failed=True)
+        raise
+    rank = ddp.world()[0]
+    ddp.shutdown()
     if rank != 0:
         return 0
     val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""

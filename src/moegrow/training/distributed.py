@@ -8,6 +8,7 @@ an ordinary HF folder that 1 or M processes can resume.
 
 from __future__ import annotations
 
+import gc
 import os
 
 import torch
@@ -108,6 +109,16 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shutdown() -> None:
+def shutdown(*, failed: bool = False) -> None:
+    """Leave the process group once every process is done with it (at once when this one
+    ``failed``: the others may never reach a barrier, and torchrun stops them).
+
+    The barrier keeps a process from tearing its connections down while another still
+    communicates; the collection frees the sharded model's cycles (and the tensors its pending
+    work holds) while the group and the interpreter are still alive, since tensors released by
+    a communication thread during interpreter shutdown abort the process."""
     if dist.is_available() and dist.is_initialized():
+        if not failed:
+            barrier()
+        gc.collect()
         dist.destroy_process_group()
