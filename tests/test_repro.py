@@ -356,6 +356,22 @@ def test_heldout_scores_are_stored_and_old_results_read_as_missing(tmp_path, cor
     assert group_rows({"old": [cached]}) is None
 
 
+def test_group_table_has_one_column_per_group_and_means_over_seeds():
+    from types import SimpleNamespace
+
+    from moegrow.experiments.repro.readings import group_rows
+
+    def run(**losses):
+        groups = {g: {"loss": v, "tokens": 10} for g, v in losses.items()}
+        return SimpleNamespace(heldout={"groups": groups})
+
+    columns, rows = group_rows(
+        {"a": [run(kjv=1.0, milton=2.0), run(kjv=3.0, milton=4.0), run(kjv=5.0, poe=9.0)]}
+    )
+    assert columns == ["arm", "kjv (10 tokens)", "milton (10 tokens)", "poe"]
+    assert rows == [["a", "3.0000", "3.0000", "9.0000"]]
+
+
 def test_repro_rejects_bad_options(run_cli):
     code, _, err = run_cli("repro", "noise", "--seeds", "0")
     assert code == 2 and "--seeds must be >= 1" in err

@@ -55,9 +55,7 @@ def group_rows(arms: dict[str, list[RunResult]]) -> tuple[list[str], list[list]]
             scored[label] = groups
     if not scored:
         return None
-    names: list[str] = []
-    for per_seed in scored.values():
-        names += [g for groups in per_seed for g in groups if g not in names]
+    names = list(dict.fromkeys(g for per_seed in scored.values() for gs in per_seed for g in gs))
     first = next(iter(scored.values()))[0]
     rows = []
     for label, per_seed in scored.items():
