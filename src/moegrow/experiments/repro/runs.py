@@ -611,20 +611,9 @@ class RunStore:
         )
 
     def _evaluate(self, model: Path, cache: Path) -> float:
-        from moegrow.training.evaluate import evaluate
-
         if cache.is_file():
             return json.loads(cache.read_text())["val_loss"]
-        s = self.scale
-        result = evaluate(
-            model,
-            self.data,
-            seq_len=s.seq_len,
-            tokens=s.eval_tokens,
-            batch=s.batch_size,
-            device=s.device,
-            scores=False,
-        )
+        result = self._score(model, self.scale.eval_tokens, scores=False)
         _write_atomic(cache, {"val_loss": result["val_loss"]})
         return result["val_loss"]
 
@@ -632,20 +621,9 @@ class RunStore:
         """``model`` scored on ``scale.heldout_tokens`` validation tokens in windows spread over
         the whole split (not only its first documents): loss, next-token accuracy
         and both per document group (cached in ``cache``)."""
-        from moegrow.training.evaluate import evaluate
-
         if cache.is_file():
             return json.loads(cache.read_text())
-        s = self.scale
-        ev = evaluate(
-            model,
-            self.data,
-            seq_len=s.seq_len,
-            tokens=s.heldout_tokens,
-            batch=s.batch_size,
-            device=s.device,
-            spread=True,
-        )
+        ev = self._score(model, self.scale.heldout_tokens, spread=True)
         scores = {
             "tokens": ev["val_tokens"],
             "loss": ev["val_loss"],
@@ -654,6 +632,21 @@ class RunStore:
         }
         _write_atomic(cache, scores)
         return scores
+
+    def _score(self, model: Path, tokens: int, **options) -> dict:
+        """``moegrow eval`` of ``model`` on ``tokens`` validation tokens at the scale's shapes."""
+        from moegrow.training.evaluate import evaluate
+
+        s = self.scale
+        return evaluate(
+            model,
+            self.data,
+            seq_len=s.seq_len,
+            tokens=tokens,
+            batch=s.batch_size,
+            device=s.device,
+            **options,
+        )
 
     def _say(self, text: str) -> None:
         if self.progress:
