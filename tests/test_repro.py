@@ -356,6 +356,33 @@ def test_heldout_scores_are_stored_and_old_results_read_as_missing(tmp_path, cor
     assert group_rows({"old": [cached]}) is None
 
 
+def test_growth_points_past_the_base_come_from_a_longer_base_run(tmp_path, corpus, trained_base):
+    from moegrow.training.run_dir import RunDir
+
+    scale = replace(SCALE, long_base_fc=0.07, long_points=(0.05,))
+    assert scale.base_run(SCALE.late) is scale and scale.base_key() == SCALE.base_key()
+    longer = scale.base_run(0.05)
+    assert longer.base_key() == {**SCALE.base_key(), "base_fc": 0.07}
+    with pytest.raises(MoegrowError, match=r"growth point 0.045 x F_c is not one of"):
+        scale.base_run(0.045)
+    shutil.copytree(trained_base, tmp_path / "a")
+    store = RunStore(tmp_path / "a", scale, texts=corpus, progress=False)
+    before = sorted(p.name for p in (tmp_path / "a" / "runs").glob("base-*"))
+    first = RunStore(trained_base, SCALE, texts=corpus, progress=False).base(SCALE.late)
+    assert store.base(SCALE.late).key == first.key
+    source = store.base(0.05)
+    after = sorted(p.name for p in (tmp_path / "a" / "runs").glob("base-*"))
+    assert len(after) == len(before) + 1  # its own run; the first base is left alone
+    assert source.key["base"]["scale"]["base_fc"] == 0.07 and source.key["point"] == 0.05
+    fc = store.chinchilla_flops
+    fpt = store._report(source.path)["flops_per_token"]
+    assert source.step == store.steps_for(0.05 * fc, fpt)
+    # trained only as far as the point, still at the peak LR (the WSD decay starts at 0.056)
+    metrics = RunDir(source.path.parent).read_metrics()
+    assert metrics[-1]["step"] == source.step
+    assert metrics[-1]["lr"] == pytest.approx(SCALE.lr)
+
+
 def test_group_table_has_one_column_per_group_and_means_over_seeds():
     from types import SimpleNamespace
 

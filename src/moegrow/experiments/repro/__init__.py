@@ -20,6 +20,7 @@ CAMPAIGN_NAMES = (
     "depth-launch",
     "depth-base-seed",
     "depth-k4",
+    "depth-long-base",
 )
 CAMPAIGN_GROUP = "depth-campaign"
 #: Beyond the paper: recycling a dense checkpoint (:mod:`.upcycling`); not part of ``all``.

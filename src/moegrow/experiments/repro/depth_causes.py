@@ -13,7 +13,9 @@ stack - interposition (positive: interposition better) with its 95 % Student-t i
 - ``depth-zero-init``: copies with zeroed residual output projections (function-preserving);
 - ``depth-launch``: the authors' launch setting, 2 un-copied layers at each end;
 - ``depth-base-seed``: the decisive setting on a second base run (another init and data order);
-- ``depth-k4``: k = 4.
+- ``depth-k4``: k = 4;
+- ``depth-long-base``: the decisive setting from a base trained into the paper's regime (the
+  scale's longer base run, 24 x F_c at ``deep``).
 
 Cause tests other than the horizon read their arms at ``extra_fc``; their reference arms are the
 decisive runs (identical up to ``extra_fc``: constant LR, same warm-up, same batches).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from moegrow.errors import MoegrowError
 from moegrow.experiments.repro.analysis import copy_pair_cosines
 from moegrow.experiments.repro.experiments import Outcome, Plot, Table, _mean_curve
 from moegrow.experiments.repro.runs import RunStore
@@ -124,15 +127,22 @@ def _gap_table(title: str, rows: list) -> Table:
     return Table(title, GAP_COLUMNS, rows)
 
 
-def depth_horizon(store: RunStore, seeds: list[int], base_seed: int = 0) -> Outcome:
+def depth_horizon(
+    store: RunStore,
+    seeds: list[int],
+    base_seed: int = 0,
+    point: float | None = None,
+    name: str = "depth-horizon",
+) -> Outcome:
+    """The decisive comparison from the base at ``point`` x F_c (default ``late``)."""
     s = store.scale
-    name = "depth-horizon" if base_seed == 0 else "depth-base-seed"
+    point = s.late if point is None else point
     out = _outcome(name, "Depth growth, stack vs interposition: horizon and cooldowns")
     horizon, budgets = _horizon(store)
-    base = store.base(s.late, seed=base_seed)
-    tag = f"[{name}] base {s.late:g} x F_c (seed {base_seed})"
+    base = store.base(point, seed=base_seed)
+    tag = f"[{name}] base {point:g} x F_c (seed {base_seed})"
     pair = _pair(store, base, seeds, horizon, budgets, tag)
-    setting = f"base {s.late:g} x F_c (base seed {base_seed}), k=2"
+    setting = f"base {point:g} x F_c (base seed {base_seed}), k=2"
     rows = _gap_rows(setting, pair, budgets, s.lr, out, {"base_seed": base_seed})
     if base_seed != 0:
         first = _pair(store, store.base(s.late), seeds, horizon, budgets, "[reference]")
@@ -148,7 +158,7 @@ def depth_horizon(store: RunStore, seeds: list[int], base_seed: int = 0) -> Outc
         )
     out.tables.append(
         _gap_table(
-            f"Stack minus interposition from the {s.late:g} x F_c base, k = 2, grown runs of "
+            f"Stack minus interposition from the {point:g} x F_c base, k = 2, grown runs of "
             f"{horizon:g} x F_c extra at constant LR {s.lr:g}, read at each budget at that LR "
             f"and after a cooldown (LR linear to {s.cooldown_min_ratio:g} x peak over the last "
             f"{s.cooldown_fraction:.0%} of the budget); seeds: {len(seeds)}",
@@ -187,7 +197,7 @@ def depth_horizon(store: RunStore, seeds: list[int], base_seed: int = 0) -> Outc
         Plot(
             f"{name}-curves.png",
             "curves",
-            f"validation loss after depth growth from the {s.late:g} x F_c base (mean over seeds)",
+            f"validation loss after depth growth from the {point:g} x F_c base (mean over seeds)",
             curves,
             "extra FLOPs / F_c",
             "validation loss",
@@ -197,7 +207,19 @@ def depth_horizon(store: RunStore, seeds: list[int], base_seed: int = 0) -> Outc
 
 
 def depth_base_seed(store: RunStore, seeds: list[int]) -> Outcome:
-    return depth_horizon(store, seeds, base_seed=1)
+    return depth_horizon(store, seeds, base_seed=1, name="depth-base-seed")
+
+
+def depth_long_base(store: RunStore, seeds: list[int]) -> Outcome:
+    """The decisive comparison from the scale's longest-trained base (its longer base run):
+    base training inside the paper's regime (its bases ran to ~13 and ~27 x F_c)."""
+    s = store.scale
+    if not s.long_points:
+        raise MoegrowError(
+            f"depth-long-base: scale {s.name!r} has no longer base run (long_points); use "
+            "--scale deep"
+        )
+    return depth_horizon(store, seeds, point=max(s.long_points), name="depth-long-base")
 
 
 def _reference(store: RunStore, seeds: list[int]) -> dict:
@@ -301,4 +323,5 @@ CAMPAIGN = {
     "depth-launch": depth_launch,
     "depth-base-seed": depth_base_seed,
     "depth-k4": depth_k4,
+    "depth-long-base": depth_long_base,
 }

@@ -13,7 +13,8 @@ Kinds of run:
 
 - ``base``: one pretraining run (WSD schedule over ``scale.base_fc`` x F_c) whose checkpoints at
   ``scale.points`` are the growth points; it is trained only as far as a requested point (of
-  the scale's preset, or of its dense twin: a source for upcycling);
+  the scale's preset, or of its dense twin: a source for upcycling); points past its constant
+  phase come from a longer base run (``scale.long_points``);
 - ``grown``: grow a checkpoint (a base point or another run's final model), evaluate it, and train
   it with a fixed extra budget at constant LR (weights only; the optimizer starts fresh);
 - ``scratch``: a freshly initialised model of a given shape, trained with a given budget;
@@ -214,9 +215,13 @@ class RunStore:
             self._data = folder
         return self._data
 
-    def _key(self, kind: str, **parts) -> dict:
-        """A run's configuration, as JSON gives it back (tuples become lists)."""
-        scale = self.scale.base_key() if kind == "base" else self.scale.continued_key()
+    def _key(self, kind: str, base_scale: Scale | None = None, **parts) -> dict:
+        """A run's configuration, as JSON gives it back (tuples become lists); a base run's
+        settings are those of ``base_scale`` (default: the scale's first base run)."""
+        if kind == "base":
+            scale = (base_scale or self.scale).base_key()
+        else:
+            scale = self.scale.continued_key()
         key = {
             "cache_version": CACHE_VERSION,
             "kind": kind,
@@ -282,12 +287,17 @@ class RunStore:
 
     # -- base runs -------------------------------------------------------------------------------
 
-    def _base_key(self, norm: str, seed: int = 0, dense: bool = False) -> dict:
+    def _base_key(
+        self, norm: str, seed: int = 0, dense: bool = False, scale: Scale | None = None
+    ) -> dict:
         # the MoE bases' keys predate dense bases: only a dense one says so
-        return self._key("base", norm=norm, seed=seed, **({"model": "dense"} if dense else {}))
+        model = {"model": "dense"} if dense else {}
+        return self._key("base", scale, norm=norm, seed=seed, **model)
 
-    def _base_folder(self, norm: str, seed: int = 0, dense: bool = False) -> Path:
-        return self._folder(self._base_key(norm, seed, dense))
+    def _base_folder(
+        self, norm: str, seed: int = 0, dense: bool = False, scale: Scale | None = None
+    ) -> Path:
+        return self._folder(self._base_key(norm, seed, dense, scale))
 
     def base(
         self, point: float, norm: str = "pre", seed: int = 0, *, dense: bool = False
@@ -295,21 +305,17 @@ class RunStore:
         """The base run's checkpoint at ``point`` x F_c, training the base as far as needed.
         ``seed``: the base's initialisation and data order (another base run); ``dense``: a
         base of the preset's dense twin (budgets still in F_c of the preset's model)."""
-        if point not in self.scale.points:
-            raise MoegrowError(
-                f"growth point {point} x F_c is not one of the scale's {self.scale.points}"
-            )
+        s = self.scale.base_run(point)
         fc = self.chinchilla_flops  # before taking the lock: it may take the pre base's
-        folder = self._base_folder(norm, seed, dense)
+        folder = self._base_folder(norm, seed, dense, s)
         with _locked(folder):
-            return self._base_locked(folder, point, norm, fc, seed, dense)
+            return self._base_locked(s, folder, point, norm, fc, seed, dense)
 
     def _base_locked(
-        self, folder: Path, point: float, norm: str, fc: float, seed: int, dense: bool
+        self, s: Scale, folder: Path, point: float, norm: str, fc: float, seed: int, dense: bool
     ) -> Source:
         from moegrow.training.train import train
 
-        s = self.scale
         init = self._init(folder, norm, seed=seed, dense=dense)
         fpt = self._report(init)["flops_per_token"]
         total = self.steps_for(s.base_fc * fc, fpt)
@@ -351,7 +357,7 @@ class RunStore:
         ckpt = run.checkpoint(target)
         return Source(
             ckpt,
-            {"base": self._base_key(norm, seed, dense), "point": point},
+            {"base": self._base_key(norm, seed, dense, s), "point": point},
             self._report(ckpt)["sunk_flops"],
             val[0] if val else self._evaluate(ckpt, run.path / f"val-{target}.json"),
             sum(level) / len(level),

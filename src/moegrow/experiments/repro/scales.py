@@ -66,6 +66,11 @@ class Scale:
     """Set for a scale that cannot run on the built-in corpus: what it would need."""
     upcycle_point: float | None = None
     """Where the dense base of the ``upcycle`` experiment stops, in F_c (None: ``late``)."""
+    long_base_fc: float | None = None
+    """Length of a second, longer base run (same settings, WSD over this many F_c), for growth
+    points past the first run's constant phase; it is trained only as far as a point asks."""
+    long_points: tuple[float, ...] = ()
+    """Growth points of the longer base run, in F_c."""
 
     def base_key(self) -> dict:
         """The fields that change what a base run computes (its cache key): the fields a later
@@ -87,6 +92,24 @@ class Scale:
         if self.layers is not None:
             d["layers"] = self.layers
         return d
+
+    def base_run(self, point: float) -> Scale:
+        """The scale whose base run has a checkpoint at ``point`` x F_c: this one, or its
+        longer base run (``long_base_fc``, ``long_points``)."""
+        if point in self.points:
+            return self
+        if point in self.long_points and self.long_base_fc is not None:
+            return replace(
+                self,
+                base_fc=self.long_base_fc,
+                points=self.long_points,
+                long_base_fc=None,
+                long_points=(),
+            )
+        raise MoegrowError(
+            f"growth point {point} x F_c is not one of the scale's "
+            f"{tuple(sorted(self.points + self.long_points))}"
+        )
 
     @property
     def label(self) -> str:
@@ -140,6 +163,8 @@ DEEP = Scale(
     total_points=(1.0, 2.0, 3.0),
     eval_points=8,
     eval_tokens=65536,
+    long_base_fc=30.0,
+    long_points=(24.0,),
 )
 #: What the ``small`` scale needs (docs/RESULTS.md: measured on an H200 at batch 8 x 256).
 SMALL_NEEDS = (
