@@ -164,6 +164,38 @@ def test_spike_and_recovery_on_synthetic_losses():
     assert recovery_steps(losses, 0.0) is None
 
 
+def test_moment_cosine_maps_layers_and_compares_original_rows(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from moegrow.experiments.repro.analysis import moment_cosine
+    from moegrow.training.run_dir import OPTIMIZER_FILE, SEP
+
+    def write(name, moments):
+        (tmp_path / name).mkdir()
+        tensors = {f"{k}{SEP}exp_avg": v.clone() for k, v in moments.items()}
+        save_file(
+            {**tensors, f"head{SEP}step": torch.tensor(1.0)}, tmp_path / name / OPTIMIZER_FILE
+        )
+        return tmp_path / name
+
+    x, y = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    base = write("base", {"layers.0.w": x, "layers.1.w": y, "experts": torch.stack([x, y])})
+    # depth-grown: layers 0, 1 copy base layer 0; 2, 3 copy base layer 1
+    deep = write("deep", {"layers.0.w": x, "layers.1.w": -x, "layers.2.w": y, "layers.3.w": x})
+    got = moment_cosine(deep, base, lambda j: j // 2)
+    assert got["tensors"] == 4
+    assert got["mean_abs_per_tensor"] == pytest.approx(0.75)  # |1|, |-1|, |1|, |0|
+    assert got["global"] == pytest.approx(1 / 4)  # (1 - 1 + 1 + 0) / sqrt(4 * 4)
+    # width-grown: the copies appended on axis 0 are left out, the originals compared
+    wide = write("wide", {"layers.0.w": y, "experts": torch.stack([x, y, -x, -y])})
+    got = moment_cosine(base, wide)
+    assert got["tensors"] == 2 and got["max_abs_per_tensor"] == pytest.approx(1.0)
+    assert got["mean_abs_per_tensor"] == pytest.approx(0.5)  # layers.0: 0; experts: 1
+    with pytest.raises(ValueError, match="no shared parameters"):
+        moment_cosine(write("other", {"embed": x}), base)
+
+
 def test_equal_extra_flops_bookkeeping(tmp_path, corpus, trained_base):
     shutil.copytree(trained_base, tmp_path / "a")
     store = RunStore(tmp_path / "a", SCALE, texts=corpus, progress=False)
@@ -276,6 +308,9 @@ def test_every_experiment_writes_csv_plots_and_markdown(tmp_path, corpus, monkey
     # from the base grown both ways exactly agree less
     updates, weights = float(order["update_cosine_global"]), float(order["weight_cosine_global"])
     assert -1 <= updates < weights <= 1
+    for axis in ("depth", "width"):
+        assert -1 <= float(order[f"adam_m_cosine_base_vs_{axis}_global"]) <= 1
+        assert 0 <= float(order[f"adam_m_cosine_base_vs_{axis}_mean_abs_per_tensor"]) <= 1
     # sunk-cost and total-budget are also read annealed (a cooldown branch of every run), and
     # every continued run's final model has held-out scores
     by_name = {o.name: o for o in outcomes}

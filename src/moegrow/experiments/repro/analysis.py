@@ -178,23 +178,24 @@ _LAYER = re.compile(r"(^|\.)layers\.(\d+)\.")
 
 
 def moment_cosine(
-    depth_ckpt: Path, width_ckpt: Path, depth_source_layer: Callable[[int], int]
+    first: Path, second: Path, source_layer: Callable[[int], int] = lambda j: j
 ) -> dict:
-    """Cosine between the Adam first moments (``exp_avg``) of a depth-grown run and a
-    width-grown run of the same base, on the parameters both derive from the same source
-    tensor: embeddings, final norm, head and, for every depth layer ``j``, the width model's
-    layer ``depth_source_layer(j)``. Width-grown tensors with copies appended on axis 0
-    (experts, router rows) are compared on their original rows only."""
+    """Cosine between the Adam first moments (``exp_avg``) of two checkpoints of one lineage
+    (a depth-grown and a width-grown run of one base, or a base and a model grown from it), on
+    the parameters both derive from the same source tensor: embeddings, final norm, head and,
+    for every decoder layer ``j`` of ``first``, layer ``source_layer(j)`` of ``second``. Where
+    ``second`` has copies appended on axis 0 (width-grown experts, router rows), its original
+    rows are compared."""
     from moegrow.training.run_dir import optimizer_moments
 
-    depth, width = optimizer_moments(depth_ckpt), optimizer_moments(width_ckpt)
+    depth, width = optimizer_moments(first), optimizer_moments(second)
     per, dot, nd, nw = [], 0.0, 0.0, 0.0
     for name, d in depth.items():
         m = _LAYER.search(name)
         other = name
         if m:
             j = int(m.group(2))
-            other = name[: m.start(2)] + str(depth_source_layer(j)) + name[m.end(2) :]
+            other = name[: m.start(2)] + str(source_layer(j)) + name[m.end(2) :]
         w = width.get(other)
         if w is None:
             continue
@@ -207,7 +208,7 @@ def moment_cosine(
         nd += float(d.double().square().sum())
         nw += float(w.double().square().sum())
     if not per:
-        raise ValueError(f"{depth_ckpt} and {width_ckpt}: no shared parameters")
+        raise ValueError(f"{first} and {second}: no shared parameters")
     return {
         "global": dot / math.sqrt(nd * nw),
         "mean_abs_per_tensor": sum(per) / len(per),

@@ -722,6 +722,12 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
         weights = weight_cosine(dw.final, wd.final)
         updates = weight_cosine(dw.final, wd.final, reference=exact)
         moments = moment_cosine(d1.final, w1.final, lambda j: j // 2)
+        # the base's last update direction against each grown model's after stage 1 (their
+        # optimizers start fresh at growth): does growth turn the updates away from it?
+        from_base = {
+            "depth": moment_cosine(d1.final, base.path, lambda j: j // 2),
+            "width": moment_cosine(base.path, w1.final),
+        }
         finals["depth then width"].append(dw)
         finals["width then depth"].append(wd)
         for name, value in (
@@ -729,6 +735,11 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
             ("update cosine, global", updates["global"]),
             ("Adam m cosine, global", moments["global"]),
             ("Adam m mean |cos| per tensor", moments["mean_abs_per_tensor"]),
+            *(
+                (f"Adam m cosine, base vs {axis}-grown, {how}", m[key])
+                for axis, m in from_base.items()
+                for how, key in (("global", "global"), ("mean |cos|", "mean_abs_per_tensor"))
+            ),
         ):
             cosines.setdefault(name, []).append(value)
         out.rows.append(
@@ -746,6 +757,11 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
                 "adam_m_abs_cosine_mean_per_tensor": moments["mean_abs_per_tensor"],
                 "adam_m_abs_cosine_max_per_tensor": moments["max_abs_per_tensor"],
                 "shared_tensors": moments["tensors"],
+                **{
+                    f"adam_m_cosine_base_vs_{axis}_{key}": m[key]
+                    for axis, m in from_base.items()
+                    for key in ("global", "mean_abs_per_tensor")
+                },
                 **heldout_row(dw, "depth_then_width_heldout"),
                 **heldout_row(wd, "width_then_depth_heldout"),
             }
