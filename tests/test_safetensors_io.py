@@ -6,7 +6,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from moegrow.io.safetensors_io import StreamingShardWriter, read_header, tensor_bytes
+from moegrow.io.safetensors_io import (
+    WRITE_PIECE,
+    StreamingShardWriter,
+    read_header,
+    tensor_bytes,
+)
 
 
 def test_streamed_file_round_trips(tmp_path):
@@ -18,6 +23,8 @@ def test_streamed_file_round_trips(tmp_path):
         "d.u8": torch.randint(0, 255, (3,), generator=gen).to(torch.uint8),
         "e.scalar": torch.tensor(2.5),
         "f.empty": torch.zeros(0, 4),
+        # written in several calls of at most WRITE_PIECE bytes
+        "g.large": torch.randn(WRITE_PIECE * 5 // 8 + 3, generator=gen).to(torch.float32),
     }
     order = sorted(tensors, key=lambda k: -tensors[k].element_size())
     entries = [(k, _dtype(tensors[k]), tuple(tensors[k].shape)) for k in order]

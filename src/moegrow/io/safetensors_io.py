@@ -227,6 +227,12 @@ def pread_into(fd: int, view: memoryview, offset: int, *, name: str = "") -> Non
         got += n
 
 
+#: Largest single ``write`` of tensor bytes. Appending 1.34 GB to a new file on ext4 (Linux 6.18,
+#: a KVM guest, page cache) took 0.28 s in 1 MiB calls, 1.8 s in 2 MiB calls and 8.7 s in the
+#: 8 MiB calls of a whole compute chunk (bench/write_size.py); more calls cost next to nothing.
+WRITE_PIECE = 1 << 20
+
+
 class StreamingShardWriter:
     """Write one safetensors file whose tensors are all known up front.
 
@@ -268,7 +274,7 @@ class StreamingShardWriter:
     def _write_all(self, data) -> None:
         view = memoryview(data).cast("B")
         while view:
-            n = os.write(self.fd, view)
+            n = os.write(self.fd, view[:WRITE_PIECE])
             view = view[n:]
 
     def write(self, data) -> None:
