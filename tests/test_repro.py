@@ -311,6 +311,9 @@ def test_every_experiment_writes_csv_plots_and_markdown(tmp_path, corpus, monkey
     for axis in ("depth", "width"):
         assert -1 <= float(order[f"adam_m_cosine_base_vs_{axis}_global"]) <= 1
         assert 0 <= float(order[f"adam_m_cosine_base_vs_{axis}_mean_abs_per_tensor"]) <= 1
+    summary = next(o for o in outcomes if o.name == "order").tables[1].rows
+    drift = "calibration: Adam m cosine of the base at 0.01 vs at 0.02 x F_c"
+    assert sum(row[0].startswith(drift) for row in summary) == 1
     # sunk-cost and total-budget are also read annealed (a cooldown branch of every run), and
     # every continued run's final model has held-out scores
     by_name = {o.name: o for o in outcomes}

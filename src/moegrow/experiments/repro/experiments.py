@@ -33,7 +33,7 @@ from moegrow.experiments.repro.readings import (
     heldout_row,
     losses_of,
 )
-from moegrow.experiments.repro.runs import RunResult, RunStore
+from moegrow.experiments.repro.runs import RunResult, RunStore, Source
 from moegrow.experiments.repro.stats import (
     fmt_interval,
     fmt_mean_std,
@@ -821,11 +821,29 @@ def order(store: RunStore, seeds: list[int]) -> Outcome:
                     for column, cell in zip(HELDOUT_COLUMNS, heldout_cells(runs))
                 ),
                 *([name, fmt_mean_std(values, 3)] for name, values in cosines.items()),
+                *_moment_drift(store, base),
             ],
         )
     )
     _add_group_table(out, "Order", finals)
     return out
+
+
+def _moment_drift(store: RunStore, base: Source) -> list[list[str]]:
+    """What the moment cosines are to be read against: the base run's own Adam first moments at
+    the growth point against those at the point before it (no growth in between)."""
+    s = store.scale
+    earlier = max((p for p in s.points if p < s.late), default=None)
+    if earlier is None:
+        return []
+    drift = moment_cosine(store.base(earlier).path, base.path)
+    return [
+        [
+            f"calibration: Adam m cosine of the base at {earlier:g} vs at {s.late:g} x F_c "
+            "(global / mean |cos| per tensor)",
+            f"{drift['global']:+.3f} / {drift['mean_abs_per_tensor']:.3f}",
+        ]
+    ]
 
 
 def _exact_growth(store: RunStore, source: Path, spec: GrowthSpec) -> Path:
