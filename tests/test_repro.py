@@ -331,6 +331,11 @@ def test_every_experiment_writes_csv_plots_and_markdown(tmp_path, corpus, monkey
         table = next(t for t in by_name[name].tables if GAP_COLUMN in t.columns)
         assert len(table.rows) == n
     assert all(r["heldout_loss"] for r in _csv(root / "routing" / "routing.csv"))
+    for name in ("depth-method", "noise"):  # held-out scores beside the loss, paired gaps too
+        summary, gaps = by_name[name].tables[:2]
+        assert all(row[-1] != "-" and row[-2] != "-" for row in summary.rows)
+        assert all(row[-1].endswith("(1 pair: no interval)") for row in gaps.rows)
+        assert any("per source-document group" in t.title for t in by_name[name].tables)
     assert any("per source-document group" in t.title for t in by_name["routing"].tables)
     gaps = horizon.tables[0]
     assert len(gaps.rows) == 6  # three budgets, constant LR and annealed

@@ -147,6 +147,17 @@ def _gap_row(label: str, worse: list[float], better: list[float]) -> list:
     return [label, fmt_interval(worse, better), f"{std:.4f}", f"{wins}/{len(diffs)}"]
 
 
+def _heldout_gap(worse: list[RunResult], better: list[RunResult]) -> str:
+    """The paired interval of the held-out losses of two arms (``-`` where a cached result
+    lacks them)."""
+    if any(r.heldout is None for r in (*worse, *better)):
+        return "-"
+    return fmt_interval(
+        [r.heldout["loss"] for r in worse],  # type: ignore[index]
+        [r.heldout["loss"] for r in better],  # type: ignore[index]
+    )
+
+
 def _add_group_table(out: Outcome, title: str, arms: dict[str, list[RunResult]]) -> None:
     """A table of the arms' held-out loss per source-document group, where they have one."""
     table = group_rows(arms)
@@ -175,12 +186,13 @@ def depth_method(store: RunStore, seeds: list[int]) -> Outcome:
     )
     summary, gaps, curves = [], [], {}
     profiles: dict[str, dict[str, list[float]]] = {}
+    arms: dict[str, list[RunResult]] = {}
     for point in (s.early, s.late):
         base = store.base(point)
         tag = f"base {point:g} x F_c"
         profiles[tag] = {"base": _profile(base.path)}
         for k in (2, 4):
-            losses = {}
+            losses, pair = {}, {}
             for method in ("stack", "interpose"):
                 runs = _seeded(
                     store,
@@ -191,6 +203,7 @@ def depth_method(store: RunStore, seeds: list[int]) -> Outcome:
                     f"[depth-method] {method} k={k} from {tag}",
                 )
                 losses[method] = [r.loss_at_budget for r in runs]
+                pair[method] = arms[f"{tag}, k={k}, {method}"] = runs
                 for seed, r in zip(seeds, runs):
                     out.rows.append(_run_row(r, seed, base_fc=point, k=k, method=method))
                 summary.append(
@@ -200,26 +213,44 @@ def depth_method(store: RunStore, seeds: list[int]) -> Outcome:
                         method,
                         fmt_mean_std([r.start_val_loss for r in runs]),
                         fmt_mean_std(losses[method]),
+                        *heldout_cells(runs),
                     ]
                 )
                 curves[f"{tag}, k={k}, {method}"] = _mean_curve(runs, store.chinchilla_flops)
                 profiles[tag][f"k={k} {method} (trained)"] = _profile(runs[0].final)
-            gaps.append(_gap_row(f"{tag}, k={k}", losses["stack"], losses["interpose"]))
+            gaps.append(
+                _gap_row(f"{tag}, k={k}", losses["stack"], losses["interpose"])
+                + [_heldout_gap(pair["stack"], pair["interpose"])]
+            )
     out.tables.append(
         Table(
             f"Validation loss at {s.extra_fc:g} x F_c extra FLOPs (mean ± std over "
-            f"{len(seeds)} seeds)",
-            ["base (x F_c)", "k", "method", "loss right after growth", "loss at budget"],
+            f"{len(seeds)} seeds); held-out: {s.heldout_tokens} validation tokens",
+            [
+                "base (x F_c)",
+                "k",
+                "method",
+                "loss right after growth",
+                "loss at budget",
+                *HELDOUT_COLUMNS,
+            ],
             summary,
         )
     )
     out.tables.append(
         Table(
             "Stack minus interposition (positive: interposition better)",
-            ["setting", GAP_COLUMN, "std of gap", "seeds where interposition wins"],
+            [
+                "setting",
+                GAP_COLUMN,
+                "std of gap",
+                "seeds where interposition wins",
+                "held-out loss: stack - interposition [95 % t-interval]",
+            ],
             gaps,
         )
     )
+    _add_group_table(out, "Depth method", arms)
     out.plots.append(
         _loss_curves(
             "depth-method-curves.png",
@@ -259,8 +290,10 @@ def noise(store: RunStore, seeds: list[int]) -> Outcome:
     variants = [(f"alpha={a:g}", GrowthSpec(width=2, noise=a)) for a in NOISE_LEVELS]
     variants.append(("random new experts", GrowthSpec(width=2, experts="random", router="random")))
     summary, curves, final = [], {}, {}
+    arms: dict[str, list[RunResult]] = {}
     for label, spec in variants:
         runs = _seeded(store, base, spec, s.extra_fc, seeds, f"[noise] {label}")
+        arms[label] = runs
         div = [expert_divergence(r.final, e) for r in runs]
         co = [co_selection(r.final, store.data, e, s.seq_len, s.eval_tokens // 2) for r in runs]
         for seed, r, d, c in zip(seeds, runs, div, co):
@@ -281,13 +314,15 @@ def noise(store: RunStore, seeds: list[int]) -> Outcome:
                 fmt_mean_std([d["copy_weight_cosine"] for d in div]),
                 fmt_mean_std([d["copy_router_cosine"] for d in div]),
                 fmt_mean_std(co, 3),
+                *heldout_cells(runs),
             ]
         )
         curves[label] = _mean_curve(runs, store.chinchilla_flops)
     out.tables.append(
         Table(
             f"Width x2 (experts and top-k) from the {s.late:g} x F_c base, {s.extra_fc:g} x F_c "
-            f"extra (mean ± std over {len(seeds)} seeds); specialisation measured after training",
+            f"extra (mean ± std over {len(seeds)} seeds); specialisation measured after "
+            f"training; held-out: {s.heldout_tokens} validation tokens",
             [
                 "new experts",
                 "loss right after growth",
@@ -295,6 +330,7 @@ def noise(store: RunStore, seeds: list[int]) -> Outcome:
                 "copy/original weight cosine",
                 "copy/original router-row cosine",
                 "co-selection (both chosen / either chosen)",
+                *HELDOUT_COLUMNS,
             ],
             summary,
         )
@@ -303,10 +339,21 @@ def noise(store: RunStore, seeds: list[int]) -> Outcome:
     out.tables.append(
         Table(
             "Each variant minus alpha = 0.01 (positive: alpha = 0.01 better)",
-            ["variant", GAP_COLUMN, "std of gap", "seeds where alpha = 0.01 wins"],
-            [_gap_row(k, v, ref) for k, v in final.items() if k != "alpha=0.01"],
+            [
+                "variant",
+                GAP_COLUMN,
+                "std of gap",
+                "seeds where alpha = 0.01 wins",
+                "held-out loss: variant - alpha 0.01 [95 % t-interval]",
+            ],
+            [
+                _gap_row(k, v, ref) + [_heldout_gap(arms[k], arms["alpha=0.01"])]
+                for k, v in final.items()
+                if k != "alpha=0.01"
+            ],
         )
     )
+    _add_group_table(out, "Noise", arms)
     out.plots.append(
         _loss_curves(
             "noise-curves.png", "validation loss after width growth (mean over seeds)", curves
