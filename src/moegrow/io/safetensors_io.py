@@ -228,8 +228,9 @@ def pread_into(fd: int, view: memoryview, offset: int, *, name: str = "") -> Non
 
 
 #: Largest single ``write`` of tensor bytes. Appending 1.34 GB to a new file on ext4 (Linux 6.18,
-#: a KVM guest, page cache) took 0.28 s in 1 MiB calls, 1.8 s in 2 MiB calls and 8.7 s in the
-#: 8 MiB calls of a whole compute chunk (bench/write_size.py); more calls cost next to nothing.
+#: a KVM guest with free page reporting, page cache) took 0.28 s in 1 MiB calls, 1.1-1.8 s in
+#: 2 MiB calls and 7.3-8.7 s in the 8 MiB calls of a whole compute chunk (bench/write_size.py;
+#: README, Performance); more calls cost next to nothing elsewhere.
 WRITE_PIECE = 1 << 20
 
 
