@@ -188,29 +188,29 @@ def moment_cosine(
     rows are compared."""
     from moegrow.training.run_dir import optimizer_moments
 
-    depth, width = optimizer_moments(first), optimizer_moments(second)
-    per, dot, nd, nw = [], 0.0, 0.0, 0.0
-    for name, d in depth.items():
+    moments_a, moments_b = optimizer_moments(first), optimizer_moments(second)
+    per, dot, norm_a, norm_b = [], 0.0, 0.0, 0.0
+    for name, a in moments_a.items():
         m = _LAYER.search(name)
         other = name
         if m:
             j = int(m.group(2))
             other = name[: m.start(2)] + str(source_layer(j)) + name[m.end(2) :]
-        w = width.get(other)
-        if w is None:
+        b = moments_b.get(other)
+        if b is None:
             continue
-        if w.shape != d.shape:
-            if w.shape[1:] != d.shape[1:] or w.shape[0] % d.shape[0]:
+        if b.shape != a.shape:
+            if b.shape[1:] != a.shape[1:] or b.shape[0] % a.shape[0]:
                 continue
-            w = w[: d.shape[0]]
-        per.append(abs(cosine(d, w)))
-        dot += float((d.double() * w.double()).sum())
-        nd += float(d.double().square().sum())
-        nw += float(w.double().square().sum())
+            b = b[: a.shape[0]]
+        per.append(abs(cosine(a, b)))
+        dot += float((a.double() * b.double()).sum())
+        norm_a += float(a.double().square().sum())
+        norm_b += float(b.double().square().sum())
     if not per:
         raise ValueError(f"{first} and {second}: no shared parameters")
     return {
-        "global": dot / math.sqrt(nd * nw),
+        "global": dot / math.sqrt(norm_a * norm_b),
         "mean_abs_per_tensor": sum(per) / len(per),
         "max_abs_per_tensor": max(per),
         "tensors": len(per),

@@ -30,6 +30,7 @@ from moegrow.experiments.repro.readings import (
     fmt_losses,
     group_rows,
     heldout_cells,
+    heldout_gap,
     heldout_row,
     losses_of,
 )
@@ -147,17 +148,6 @@ def _gap_row(label: str, worse: list[float], better: list[float]) -> list:
     return [label, fmt_interval(worse, better), f"{std:.4f}", f"{wins}/{len(diffs)}"]
 
 
-def _heldout_gap(worse: list[RunResult], better: list[RunResult]) -> str:
-    """The paired interval of the held-out losses of two arms (``-`` where a cached result
-    lacks them)."""
-    if any(r.heldout is None for r in (*worse, *better)):
-        return "-"
-    return fmt_interval(
-        [r.heldout["loss"] for r in worse],  # type: ignore[index]
-        [r.heldout["loss"] for r in better],  # type: ignore[index]
-    )
-
-
 def _add_group_table(out: Outcome, title: str, arms: dict[str, list[RunResult]]) -> None:
     """A table of the arms' held-out loss per source-document group, where they have one."""
     table = group_rows(arms)
@@ -220,7 +210,7 @@ def depth_method(store: RunStore, seeds: list[int]) -> Outcome:
                 profiles[tag][f"k={k} {method} (trained)"] = _profile(runs[0].final)
             gaps.append(
                 _gap_row(f"{tag}, k={k}", losses["stack"], losses["interpose"])
-                + [_heldout_gap(pair["stack"], pair["interpose"])]
+                + [heldout_gap(pair["stack"], pair["interpose"])]
             )
     out.tables.append(
         Table(
@@ -347,7 +337,7 @@ def noise(store: RunStore, seeds: list[int]) -> Outcome:
                 "held-out loss: variant - alpha 0.01 [95 % t-interval]",
             ],
             [
-                _gap_row(k, v, ref) + [_heldout_gap(arms[k], arms["alpha=0.01"])]
+                _gap_row(k, v, ref) + [heldout_gap(arms[k], arms["alpha=0.01"])]
                 for k, v in final.items()
                 if k != "alpha=0.01"
             ],

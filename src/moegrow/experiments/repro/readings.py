@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from moegrow.experiments.repro.branches import MissingBranch
 from moegrow.experiments.repro.runs import RunResult, RunStore
-from moegrow.experiments.repro.stats import fmt_mean_std
+from moegrow.experiments.repro.stats import fmt_interval, fmt_mean_std
 
 #: Column titles of :func:`heldout_cells`.
 HELDOUT_COLUMNS = ["held-out loss, final model", "next-token accuracy, final model"]
@@ -43,6 +43,16 @@ def heldout_cells(runs: list[RunResult]) -> list[str]:
         fmt_mean_std([h["loss"] for h in scores]),
         fmt_mean_std([h["accuracy"] for h in scores]),
     ]
+
+
+def heldout_gap(worse: list[RunResult], better: list[RunResult]) -> str:
+    """The paired interval of two arms' held-out losses, worse - better; ``-`` where any
+    cached result lacks them."""
+    a = [r.heldout["loss"] for r in worse if r.heldout is not None]
+    b = [r.heldout["loss"] for r in better if r.heldout is not None]
+    if len(a) < len(worse) or len(b) < len(better):
+        return "-"
+    return fmt_interval(a, b)
 
 
 def group_rows(arms: dict[str, list[RunResult]]) -> tuple[list[str], list[list]] | None:
