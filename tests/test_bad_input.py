@@ -176,11 +176,11 @@ def test_interrupt_leaves_nothing(tiny, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = operators.StreamingShardWriter.copy_range
 
-    def flaky(self, *args):
+    def flaky(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
-        return real(self, *args)
+        return real(self, *args, **kwargs)
 
     monkeypatch.setattr(operators.StreamingShardWriter, "copy_range", flaky)
     with pytest.raises(KeyboardInterrupt):

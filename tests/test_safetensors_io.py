@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from moegrow.io.safetensors_io import (
-    WRITE_PIECE,
     StreamingShardWriter,
     read_header,
     tensor_bytes,
 )
+from moegrow.io.sequential_writer import BLOCK
 
 
-def test_streamed_file_round_trips(tmp_path):
+@pytest.mark.parametrize("direct", [False, True])
+def test_streamed_file_round_trips(tmp_path, direct):
     gen = torch.Generator().manual_seed(0)
     tensors = {
         "a.f32": torch.randn(3, 5, generator=gen),
@@ -23,13 +25,13 @@ def test_streamed_file_round_trips(tmp_path):
         "d.u8": torch.randint(0, 255, (3,), generator=gen).to(torch.uint8),
         "e.scalar": torch.tensor(2.5),
         "f.empty": torch.zeros(0, 4),
-        # written in several calls of at most WRITE_PIECE bytes
-        "g.large": torch.randn(WRITE_PIECE * 5 // 8 + 3, generator=gen).to(torch.float32),
+        # more than one block of the writer, ending mid-block
+        "g.large": torch.randn(BLOCK * 3 // 8 + 3, generator=gen).to(torch.float32),
     }
     order = sorted(tensors, key=lambda k: -tensors[k].element_size())
     entries = [(k, _dtype(tensors[k]), tuple(tensors[k].shape)) for k in order]
     path = tmp_path / "x.safetensors"
-    writer = StreamingShardWriter(path, entries, {"format": "pt"})
+    writer = StreamingShardWriter(path, entries, {"format": "pt"}, direct=direct)
     for k in order:
         writer.write(tensor_bytes(tensors[k]))
     writer.finish()

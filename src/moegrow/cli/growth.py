@@ -13,6 +13,7 @@ from moegrow.errors import MoegrowError
 from moegrow.extras import require
 from moegrow.flops import DEFAULT_SEQ_LEN
 from moegrow.growth.spec import GrowthSpec, parse_factor, parse_layer_map, parse_top_k
+from moegrow.io.sequential_writer import IO_MODES
 
 EXIT_NOT_EXACT = 1
 
@@ -35,6 +36,21 @@ def add_growth_options(p: argparse.ArgumentParser) -> None:
         )
     grouped = {*DEPTH_FIELDS, *WIDTH_FIELDS}
     add_options(p, GrowthSpec, skip=grouped)
+
+
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    """How and where a growth or an upcycling writes its output folder."""
+    p.add_argument("--max-shard-size", default="5GB", help="largest output shard (default 5GB)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--io",
+        choices=IO_MODES,
+        default="auto",
+        help="write the shards past the page cache (direct), through it (cached), or past it "
+        "for outputs of 1 GiB and more (auto, the default); direct falls back to cached where "
+        "the file system refuses it",
+    )
 
 
 def spec_from_args(a: argparse.Namespace) -> GrowthSpec:
@@ -70,6 +86,7 @@ def cmd_grow(a: argparse.Namespace) -> int:
         max_shard_size=a.max_shard_size,
         overwrite=a.overwrite,
         progress=not a.quiet,
+        io=a.io,
     )
     print(render_grow(a.src, result))
     return 0
@@ -113,6 +130,7 @@ def cmd_upcycle(a: argparse.Namespace) -> int:
         max_shard_size=a.max_shard_size,
         overwrite=a.overwrite,
         progress=not a.quiet,
+        io=a.io,
     )
     print(render_upcycle(a.src, spec, result))
     return 0
@@ -201,9 +219,7 @@ def add_parsers(sub) -> None:
     p.add_argument("src", help="source checkpoint folder")
     p.add_argument("out", help="output folder (must not exist unless --overwrite)")
     add_growth_options(p)
-    p.add_argument("--max-shard-size", default="5GB", help="largest output shard (default 5GB)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_options(p)
     p.set_defaults(func=cmd_grow)
 
     p = sub.add_parser(
@@ -233,9 +249,7 @@ def add_parsers(sub) -> None:
         "--seq-len", type=int, default=DEFAULT_SEQ_LEN, help="attention FLOPs term (--plan)"
     )
     p.add_argument("--json", action="store_true", help="print the plan as JSON (--plan)")
-    p.add_argument("--max-shard-size", default="5GB", help="largest output shard (default 5GB)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_options(p)
     p.set_defaults(func=cmd_upcycle)
 
     p = sub.add_parser("verify", help="compare a grown checkpoint's logits with its source's")

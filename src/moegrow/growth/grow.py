@@ -1,10 +1,12 @@
 """Execute a growth plan: stream tensors from the source shards into new shards, atomically.
 
 Each output shard's header is written first (the plan knows every dtype and shape), then its
-tensors are streamed in order. Plain copies go through ``copy_file_range`` (in the kernel, like
-``cp``); tensors that need arithmetic (noise, scaling) are processed in fixed-size chunks, so
-resident memory stays at a few chunks whatever the model or shard size. Everything is written
-into a hidden folder beside the destination, which is renamed into place only at the end.
+tensors are streamed in order through :class:`~moegrow.io.sequential_writer.SequentialWriter`
+(aligned blocks, written in the background, past the page cache for large outputs). Plain copies
+are byte ranges read straight into its blocks; tensors that need arithmetic (noise, scaling) are
+processed in fixed-size chunks, so resident memory stays at a few chunks whatever the model or
+shard size. Everything is written into a hidden folder beside the destination, synced, and
+renamed into place only at the end.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from moegrow.io.card import CARD_NAME, ledger_of, sha256_file, write_json
 from moegrow.io.checkpoint import CONFIG_NAME, INDEX_FILE, SINGLE_FILE, Checkpoint
 from moegrow.io.resources import check_free_space
 from moegrow.io.safetensors_io import StreamingShardWriter
+from moegrow.io.sequential_writer import wants_direct
 
 DEFAULT_MAX_SHARD_SIZE = 5 * 10**9
 
@@ -72,12 +75,16 @@ def grow(
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     overwrite: bool = False,
     progress: bool = True,
+    io: str = "auto",
 ) -> GrowResult:
     """Grow the checkpoint folder ``src`` into a new folder ``out`` as ``spec`` says.
 
     Nothing is written unless the whole growth can be planned. ``out`` appears only when every
-    byte is written; on any error or interrupt the partial folder is removed.
+    byte is written (and synced); on any error or interrupt the partial folder is removed.
+    ``io``: how the shards are written, one of :data:`~moegrow.io.sequential_writer.IO_MODES`
+    (``auto``: past the page cache for outputs of 1 GiB and more).
     """
+    wants_direct(io, 0)  # a bad --io is refused before anything is read
     out = check_destination([src], out, overwrite=overwrite)
     max_shard_size = parse_size(max_shard_size)
     start = time.perf_counter()
@@ -85,7 +92,14 @@ def grow(
         plan = make_plan(ckpt, spec)
         ledger_of(Path(src))  # a damaged card is refused now, not after the shards are written
         shards = write_plan(
-            ckpt, plan, out, growth_card, max_shard_size, overwrite=overwrite, progress=progress
+            ckpt,
+            plan,
+            out,
+            growth_card,
+            max_shard_size,
+            overwrite=overwrite,
+            progress=progress,
+            io=io,
         )
     return GrowResult(out, plan, plan.bytes_out, time.perf_counter() - start, shards)
 
@@ -115,11 +129,14 @@ def write_plan(
     overwrite: bool,
     reader=None,
     progress: bool,
+    io: str = "auto",
 ) -> int:
     """Write ``plan``'s shards, config, the source's other files and ``card(plan, source
     hashes, shard count)`` into a hidden folder renamed to ``out`` at the end, under ``out``'s
     lock, after checking the free space (removed on any error). ``reader`` (default ``ckpt``)
-    serves the parts' source tensors. Returns the number of shards."""
+    serves the parts' source tensors; ``io`` says how shards are written (:func:`wants_direct`).
+    Returns the number of shards."""
+    direct = wants_direct(io, plan.bytes_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     check_free_space(out.parent, plan.bytes_out, what=f"writing {out} ({plan.bytes_out} bytes)")
     with output_folder(out, overwrite=overwrite, what="output folder") as target:
@@ -128,7 +145,7 @@ def write_plan(
         with ThreadPoolExecutor(1) as pool:
             hashes = pool.submit(_hash_sources, ckpt)
             shards = assign_shards(plan.tensors, max_shard_size)
-            _write_shards(reader or ckpt, plan, shards, tmp, progress=progress)
+            _write_shards(reader or ckpt, plan, shards, tmp, progress=progress, direct=direct)
             write_json(tmp / CONFIG_NAME, plan.config)
             for f in ckpt.other_files():
                 if f.name != CARD_NAME:
@@ -182,7 +199,13 @@ def shard_names(count: int) -> list[str]:
 
 
 def _write_shards(
-    ckpt: Checkpoint, plan: Plan, shards: list[list[OutTensor]], folder: Path, *, progress: bool
+    ckpt: Checkpoint,
+    plan: Plan,
+    shards: list[list[OutTensor]],
+    folder: Path,
+    *,
+    progress: bool,
+    direct: bool,
 ) -> None:
     from tqdm.auto import tqdm
 
@@ -194,6 +217,7 @@ def _write_shards(
         plan.spec.seed,
         lambda n: seed_name(plan, n),
         sampler=plan.spec.sampler,
+        direct=direct,
     )
     buffers = OutputBuffers()
     weight_map: dict[str, str] = {}
@@ -201,7 +225,9 @@ def _write_shards(
         try:
             for shard_name, tensors in zip(names, shards):
                 entries = [(t.name, t.dtype, t.shape) for t in tensors]
-                writer = StreamingShardWriter(folder / shard_name, entries, {"format": "pt"})
+                writer = StreamingShardWriter(
+                    folder / shard_name, entries, {"format": "pt"}, direct=direct
+                )
                 try:
                     jobs = (
                         job

@@ -3,7 +3,8 @@
 Every output tensor is a sequence of :class:`~moegrow.growth.plan.Part` s; each part becomes
 jobs that append bytes to the shard being written, in order:
 
-- ``Copy``: a byte range of a source file, copied by the kernel (``copy_file_range``);
+- ``Copy``: a byte range of a source file (or of the output written so far), read into the
+  writer's block;
 - ``Zeros``: zero bytes (zero-initialised residual projections; zero router biases);
 - ``Compute``: a function filling one chunk of bytes (noise, scaling, random rows, the mean of
   several sources, column slices, re-drawn neurons of Drop-Upcycling), run on a thread pool
@@ -47,6 +48,7 @@ from moegrow.io.safetensors_io import (
     StreamingShardWriter,
     to_torch,
 )
+from moegrow.io.sequential_writer import open_for_reading
 
 #: Elements per compute chunk (16 MiB of float32 working memory each).
 CHUNK_ELEMENTS = 1 << 22
@@ -64,6 +66,10 @@ class Copy:
     fd: int
     offset: int
     nbytes: int
+    source: str = ""
+    """The file read, for errors."""
+    own_file: bool = False
+    """The file read is the one being written (a repeated tensor earlier in the same shard)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,8 @@ class PartJobs:
         seed: int,
         seed_name: Callable[[str], str] = lambda name: name,
         sampler: str = "table",
+        *,
+        direct: bool = False,
     ):
         if sampler not in SAMPLERS:
             raise GrowthError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
@@ -115,16 +123,20 @@ class PartJobs:
         self._local = threading.local()
         self._written: dict[tuple, tuple[Path, int]] = {}
         self._output_fds: dict[Path, int] = {}
+        self._direct = direct
+        """Whether the output is written past the page cache (and so read back past it)."""
 
     def jobs(self, t: OutTensor, path: Path, offset: int) -> Iterator[Job]:
         """The jobs that write ``t``, whose bytes go at ``offset`` of the output file ``path``.
         A computed tensor with the same parts and seed name as one written before has the same
-        bytes: they are copied from that one (in the kernel, from the page cache)."""
+        bytes: they are copied from that one (read back past the page cache when the output is
+        written past it)."""
         key = self._repeat_key(t)
         if key is not None:
             if key in self._written:
                 first_path, first_offset = self._written[key]
-                yield Copy(self._output_fd(first_path), first_offset, t.nbytes)
+                fd = self._output_fd(first_path)
+                yield Copy(fd, first_offset, t.nbytes, str(first_path), first_path == path)
                 return
             self._written[key] = (path, offset)
         out_row = t.nbytes // t.shape[0] if t.shape and t.shape[0] else t.nbytes
@@ -153,7 +165,7 @@ class PartJobs:
 
     def _output_fd(self, path: Path) -> int:
         if path not in self._output_fds:
-            self._output_fds[path] = os.open(path, os.O_RDONLY)
+            self._output_fds[path] = open_for_reading(path, self._direct)
         return self._output_fds[path]
 
     def close(self) -> None:
@@ -184,7 +196,7 @@ class PartJobs:
             return
         offset, nbytes = self._byte_range(part)
         if part.op == "copy" and part.scale == 1.0:
-            yield Copy(self.ckpt.fd(info), info.offset + offset, nbytes)
+            yield Copy(self.ckpt.fd(info), info.offset + offset, nbytes, str(info.file))
             return
         step = CHUNK_ELEMENTS * info.itemsize
         if part.op == "noise":
@@ -527,7 +539,9 @@ def run_jobs(
             buffers.give(buf)
             progress(nbytes)
         elif isinstance(item, Copy):
-            writer.copy_range(item.fd, item.offset, item.nbytes)
+            if item.own_file:
+                writer.flush_visible()
+            writer.copy_range(item.fd, item.offset, item.nbytes, name=item.source)
             progress(item.nbytes)
         else:
             writer.write_zeros(item.nbytes)

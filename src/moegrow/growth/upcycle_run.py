@@ -24,6 +24,7 @@ from moegrow.growth.upcycle_sources import SourceSet
 from moegrow.growth.upcycle_spec import UpcycleSpec
 from moegrow.io.card import ledger_of
 from moegrow.io.checkpoint import Checkpoint
+from moegrow.io.sequential_writer import wants_direct
 
 
 def upcycle(
@@ -34,10 +35,12 @@ def upcycle(
     max_shard_size: int | str = 5 * 10**9,
     overwrite: bool = False,
     progress: bool = True,
+    io: str = "auto",
 ) -> GrowResult:
     """Upcycle the dense checkpoint folder ``src`` into an MoE checkpoint folder ``out``.
     Nothing is written unless the whole upcycling can be planned; ``out`` appears only when
-    every byte is written."""
+    every byte is written. ``io``: how the shards are written (see :func:`grow`)."""
+    wants_direct(io, 0)
     out = check_destination([src, *spec.sources], out, overwrite=overwrite)
     max_shard_size = parse_size(max_shard_size)
     start = time.perf_counter()
@@ -53,6 +56,7 @@ def upcycle(
             overwrite=overwrite,
             reader=SourceSet(ckpts),
             progress=progress,
+            io=io,
         )
     return GrowResult(out, plan, plan.bytes_out, time.perf_counter() - start, shards)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from moegrow.errors import CheckpointError
+from moegrow.io.sequential_writer import SequentialWriter
 
 #: Bytes per element of each safetensors dtype this module reads and writes.
 DTYPE_SIZES: dict[str, int] = {
@@ -227,19 +228,15 @@ def pread_into(fd: int, view: memoryview, offset: int, *, name: str = "") -> Non
         got += n
 
 
-#: Largest single ``write`` of tensor bytes. Appending 1.34 GB to a new file on ext4 (Linux 6.18,
-#: a KVM guest with free page reporting, page cache) took 0.28 s in 1 MiB calls, 1.1-1.8 s in
-#: 2 MiB calls and 7.3-8.7 s in the 8 MiB calls of a whole compute chunk (bench/write_size.py;
-#: README, Performance); more calls cost next to nothing elsewhere.
-WRITE_PIECE = 1 << 20
-
-
 class StreamingShardWriter:
     """Write one safetensors file whose tensors are all known up front.
 
     The header is written first; then the caller streams each tensor's bytes in the order of
-    ``entries`` through :meth:`write` and :meth:`copy_range`. :meth:`close` checks that exactly
-    the declared number of bytes arrived. Memory use is whatever the caller holds, not the shard.
+    ``entries`` through :meth:`write`, :meth:`write_zeros` and :meth:`copy_range`.
+    :meth:`finish` checks that exactly the declared number of bytes arrived and makes the file
+    durable. Memory use is a few blocks of :class:`SequentialWriter`, not the shard. ``direct``:
+    write past the page cache where the file system allows it (see
+    :mod:`moegrow.io.sequential_writer`).
     """
 
     def __init__(
@@ -247,6 +244,8 @@ class StreamingShardWriter:
         path: Path,
         entries: list[tuple[str, str, tuple[int, ...]]],
         metadata: dict[str, str] | None = None,
+        *,
+        direct: bool = False,
     ):
         self.path = Path(path)
         header: dict[str, object] = {}
@@ -269,55 +268,40 @@ class StreamingShardWriter:
         """Where each tensor's bytes start in the file."""
         self.data_bytes = offset
         self.written = 0
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self._write_all(struct.pack("<Q", len(raw)) + raw)
+        self._out = SequentialWriter(self.path, direct=direct)
+        self._out.append(struct.pack("<Q", len(raw)) + raw)
 
-    def _write_all(self, data) -> None:
-        view = memoryview(data).cast("B")
-        while view:
-            n = os.write(self.fd, view[:WRITE_PIECE])
-            view = view[n:]
+    @property
+    def direct(self) -> bool:
+        """Whether the bytes go past the page cache."""
+        return self._out.direct
 
     def write(self, data) -> None:
         """Append raw tensor bytes."""
         n = memoryview(data).nbytes
-        self._write_all(data)
+        self._out.append(data)
         self.written += n
 
-    def write_zeros(self, nbytes: int, chunk: int = 1 << 24) -> None:
-        zeros = bytes(min(nbytes, chunk))
-        while nbytes:
-            n = min(nbytes, len(zeros))
-            self.write(memoryview(zeros)[:n])
-            nbytes -= n
-
-    def copy_range(self, src_fd: int, offset: int, nbytes: int) -> None:
-        """Append ``nbytes`` of another file starting at ``offset``, in the kernel when it can."""
-        done = 0
-        try:
-            while done < nbytes:
-                n = os.copy_file_range(src_fd, self.fd, nbytes - done, offset + done)
-                if n == 0:
-                    raise CheckpointError(
-                        f"source file ended while copying {nbytes} bytes at offset {offset}"
-                    )
-                done += n
-        except OSError:  # e.g. a file system or kernel without copy_file_range: copy in userspace
-            chunk = 1 << 26
-            while done < nbytes:
-                n = min(chunk, nbytes - done)
-                self._write_all(pread_exact(src_fd, n, offset + done))
-                done += n
+    def write_zeros(self, nbytes: int) -> None:
+        self._out.append_zeros(nbytes)
         self.written += nbytes
+
+    def copy_range(self, src_fd: int, offset: int, nbytes: int, *, name: str = "") -> None:
+        """Append ``nbytes`` of another file (``name``, for errors) starting at ``offset``."""
+        self._out.append_from(src_fd, offset, nbytes, name=name)
+        self.written += nbytes
+
+    def flush_visible(self) -> None:
+        """Make every byte written so far readable through other descriptors of the file."""
+        self._out.flush_visible()
 
     def finish(self) -> None:
         """Close the file after checking that every declared byte was written."""
         assert self.written == self.data_bytes, (
             f"{self.path}: wrote {self.written} tensor bytes, header declares {self.data_bytes}"
         )
-        self.close()
+        self._out.close()
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        """Stop writing (after :meth:`finish`, or on an error: the file is left incomplete)."""
+        self._out.abort()
