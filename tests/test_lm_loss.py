@@ -81,3 +81,56 @@ def test_models_whose_logits_are_not_hidden_times_head_use_their_logits(family, 
     logits = model(input_ids=ids[:, :-1]).logits
     expected = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[0, 1:], reduction="sum")
     assert loss(ids[:, :-1], ids[:, 1:]).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.fixture
+def one_process_group():
+    """A gloo process group of this process alone (FSDP2's sharded code path on one CPU)."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(
+    "family,overrides",
+    [("mixtral", {}), ("granitemoe", {"logits_scaling": 1.0})],  # granitemoe: tied embeddings
+)
+def test_fused_loss_under_fsdp2_matches_the_unsharded_logits_loss(
+    small_chunks, one_process_group, family, overrides
+):
+    """Under FSDP2 (every layer and the root sharded, as ``moegrow train`` shards) the fused loss
+    runs, from the whole model asked for no logits, and its value and gradients are those of the
+    unsharded model's logits loss."""
+    import copy
+
+    from torch.distributed.fsdp import fully_shard
+
+    model = build_model(family, num_layers=2, **overrides).train()
+    reference = copy.deepcopy(model)
+    for layer in model.model.layers:
+        fully_shard(layer)
+    fully_shard(model)
+    ids = torch.randint(
+        0, model.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(1)
+    )
+    fused = NextTokenLoss(model, ids[:, :-1], sharded=True)
+    plain = NextTokenLoss(reference, ids[:, :-1], fused=False)
+    assert fused.fused and model.training
+
+    for _ in range(2):  # twice: FSDP's state after a backward pass is the steady one
+        model.zero_grad(set_to_none=True)
+        loss = fused(ids[:, :-1], ids[:, 1:])
+        loss.backward()
+        ref_grads = _model_grads(reference, plain, ids)
+        expected = plain(ids[:, :-1], ids[:, 1:])
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+        grads = {n: p.grad.full_tensor() for n, p in model.named_parameters() if p.grad is not None}
+        assert grads.keys() == ref_grads.keys()
+        for name in ref_grads:
+            torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-6, msg=name)

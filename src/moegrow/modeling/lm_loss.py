@@ -15,9 +15,10 @@ tensors on any device.
 
 :class:`NextTokenLoss` uses it only where the model's logits are exactly its base model's last
 hidden states times the head's weight (a bias-free ``nn.Linear``, no logit scaling or soft-
-capping), which it checks numerically on a sample before trusting it; otherwise, and under
-FSDP (where the head's weight is sharded outside the model's own forward), it computes the
-loss from the model's logits as usual.
+capping), which it checks numerically on a sample before trusting it; otherwise it computes the
+loss from the model's logits as usual. Under FSDP2 the whole model runs (so that its sharded
+parameters are gathered) asked for the logits of no position, and the fused loss takes the body's
+output from a hook and the head's weight as the root module gathered it.
 """
 
 from __future__ import annotations
@@ -135,17 +136,52 @@ class NextTokenLoss:
     router hooks see it; the check at construction runs two more, which callers that collect
     router logits discard."""
 
-    def __init__(self, model, sample_ids: torch.Tensor, *, compile: bool = False, fused=True):
+    def __init__(
+        self,
+        model,
+        sample_ids: torch.Tensor,
+        *,
+        compile: bool = False,
+        fused: bool = True,
+        sharded: bool = False,
+    ):
         """``sample_ids``: a ``[rows, T]`` batch on the model's device, used once to check that
-        the fused head reproduces the model's logits; ``fused=False`` always uses the logits
-        (required under FSDP, whose sharded head weight is whole only inside the model's own
-        forward)."""
+        the fused head reproduces the model's logits; ``fused=False`` always uses the logits.
+
+        ``sharded``: the model is sharded with FSDP2 (its root module holding the embeddings and
+        the head). Its parameters are whole only from the root's forward on, so the body is not
+        called alone: the whole model runs, asked for the logits of no position, and the body's
+        output is taken by a forward hook. The head's weight is then the root's unsharded
+        weight (FSDP2 keeps the root's parameters gathered from its forward to its backward),
+        and its gradient reaches FSDP's reduce-scatter like any other: no communication is
+        added, and no rank ever holds the logits of its whole batch."""
         self.model = model
         self.head = model.get_output_embeddings()
         self.body = getattr(model, "base_model", None)
+        self.sharded = sharded
+        self._no_positions = torch.empty(0, dtype=torch.long, device=sample_ids.device)
         self.fused = fused and self._fused_head_matches(sample_ids[:1])
-        target = self.body if self.fused else model
+        target = self.body if self.fused and not sharded else model
         self.forward: Any = torch.compile(target) if compile else target
+
+    def _fused_hidden(self, input_ids: torch.Tensor, module) -> torch.Tensor:
+        """The body's last hidden states for ``input_ids``, from ``module``: the body itself, or
+        (``sharded``) the whole model asked for the logits of no position, whose body output a
+        forward hook takes."""
+        if not self.sharded:
+            return module(input_ids=input_ids, use_cache=False).last_hidden_state
+        assert self.body is not None  # checked before the fused loss is chosen
+        taken: list[torch.Tensor] = []
+
+        def take(body, args, output) -> None:
+            taken.append(output[0] if isinstance(output, tuple) else output.last_hidden_state)
+
+        handle = self.body.register_forward_hook(take)
+        try:
+            module(input_ids=input_ids, use_cache=False, logits_to_keep=self._no_positions)
+        finally:
+            handle.remove()
+        return taken[-1]
 
     @torch.no_grad()
     def _fused_head_matches(self, sample_ids: torch.Tensor) -> bool:
@@ -158,10 +194,10 @@ class NextTokenLoss:
         try:
             ref = self.model(input_ids=sample_ids, use_cache=False).logits.float()
             try:
-                hidden = body(input_ids=sample_ids, use_cache=False).last_hidden_state
+                hidden = self._fused_hidden(sample_ids, self.model if self.sharded else body)
                 ours = (hidden @ head.weight.T).float()
             except (AttributeError, TypeError, ValueError, RuntimeError):
-                return False  # a base model that cannot be called like this: use the logits
+                return False  # a model that cannot be called like this: use the logits
         finally:
             self.model.train(was_training)
         if ours.shape != ref.shape:
@@ -172,7 +208,7 @@ class NextTokenLoss:
     def __call__(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets = targets.reshape(-1)
         if self.fused:
-            hidden = self.forward(input_ids=input_ids, use_cache=False).last_hidden_state
+            hidden = self._fused_hidden(input_ids, self.forward)
             return linear_cross_entropy(
                 hidden.reshape(-1, hidden.shape[-1]), self.head.weight, targets
             )
@@ -187,7 +223,7 @@ class NextTokenLoss:
         top prediction (flattened over the batch), from the fused head where it is exact."""
         targets = targets.reshape(-1)
         if self.fused:
-            hidden = self.forward(input_ids=input_ids, use_cache=False).last_hidden_state
+            hidden = self._fused_hidden(input_ids, self.forward)
             return linear_token_scores(
                 hidden.reshape(-1, hidden.shape[-1]), self.head.weight, targets
             )

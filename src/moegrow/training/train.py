@@ -272,7 +272,7 @@ def train(
         step = state["step"]
     sampler = BlockSampler(data.split("train"), opts.seq_len, opts.seed)
     next_token_loss = NextTokenLoss(
-        model, sampler.rows(0, 1)[:, :-1].to(device), compile=opts.compile, fused=not ddp.sharded()
+        model, sampler.rows(0, 1)[:, :-1].to(device), compile=opts.compile, sharded=ddp.sharded()
     )
     if capture is not None:
         capture.take()  # the check's forward passes
