@@ -51,7 +51,10 @@ def run_summary(folder: Path) -> str:
         return f"fewer than {WARMUP + 1} steps logged"
     tok_s = statistics.median(s["tokens_per_s"] for s in steps)
     mfu = statistics.median(s["mfu"] for s in steps)
-    return f"{tok_s:,.0f} tok/s, MFU {100 * mfu:.1f} % (median of {len(steps)} steps)"
+    loss = {True: "fused loss", False: "loss from logits"}.get(steps[-1].get("fused_loss"), "")
+    return (
+        f"{tok_s:,.0f} tok/s, MFU {100 * mfu:.1f} % (median of {len(steps)} steps) {loss}".strip()
+    )
 
 
 def bench_summary(path: Path) -> list[tuple[str, str]]:

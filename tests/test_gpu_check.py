@@ -70,13 +70,16 @@ def test_table_from_the_files_a_check_leaves(tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "train_bench_cuda.json").write_text(json.dumps(bench))
     (tmp_path / "run-eager").mkdir()
-    steps = [{"step": i, "tokens_per_s": 100.0 * i, "mfu": 0.01 * i} for i in range(1, 10)]
+    steps = [
+        {"step": i, "tokens_per_s": 100.0 * i, "mfu": 0.01 * i, "fused_loss": True}
+        for i in range(1, 10)
+    ]
     (tmp_path / "run-eager" / "metrics.jsonl").write_text(
         "\n".join(json.dumps(s) for s in [{"step": 0, "val_loss": 5.0}, *steps])
     )
     text = gpu_table.table(tmp_path)
     assert "| tests/test_cuda.py | ok | 41 | 9 passed, 1 skipped |" in text
     assert "x 1.25 plain, x 1.50 plain-eager" in text
-    assert "750 tok/s, MFU 7.5 % (median of 4 steps)" in text  # steps 6..9, after 5 warm-up
+    assert "750 tok/s, MFU 7.5 % (median of 4 steps) fused loss" in text  # steps 6..9 (warm-up 5)
     assert "| train, bf16 autocast, --compile | TIMEOUT | 110 | no metrics.jsonl |" in text
     assert "| train under FSDP2, 1 GPU (MOEGROW_FSDP=1) | not run | - |" in text

@@ -106,6 +106,8 @@ def test_fsdp2_two_processes_match_one(base_model, data_dir, tmp_path, procs):
     assert r.returncode == 0, r.stderr[-3000:]
     one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     assert len(one) == len(two) == 5
+    rows = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+    assert all(json.loads(row)["fused_loss"] for row in rows)  # the fused head loss under FSDP2
     for a, b in zip(one, two):
         assert abs(a - b) / abs(a) < 1e-4, (a, b)
 

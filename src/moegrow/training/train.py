@@ -389,6 +389,7 @@ def train(
                 ),
                 "tokens_per_s": tokens_per_step / dt,
                 "mfu": tokens_per_step * flops_per_token / dt / (peak * world_size),
+                "fused_loss": next_token_loss.fused,
             }
             if step_loads is not None:
                 record.update(balance_metrics(step_loads))
