@@ -422,6 +422,37 @@ def test_overwrite_replaces_atomically(tiny, tmp_path, run_cli, monkeypatch, exc
     assert not _leftovers(tmp_path)
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_every_output_file_is_durable_before_the_folder_is_committed(tiny, tmp_path, monkeypatch):
+    """A crash right after the commit cannot leave OUT with empty files: every file of the grown
+    folder (shards, config, card) and the folder itself are synced before the rename, and the
+    parent after it."""
+    from moegrow.growth.grow import grow
+    from moegrow.growth.spec import GrowthSpec
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_commit = os.fsync, atomic.commit
+
+    def fsync(fd: int) -> None:
+        events.append(("sync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def commit(tmp: Path, out: Path, **kwargs) -> None:
+        events.append(("commit", str(tmp)))
+        real_commit(tmp, out, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(atomic, "commit", commit)
+    out = tmp_path / "out"
+    grow(tiny("mixtral", num_layers=2), out, GrowthSpec(depth=2), progress=False, io="cached")
+    at = events.index(next(e for e in events if e[0] == "commit"))
+    tmp = events[at][1]
+    synced = {path for kind, path in events[:at] if kind == "sync"}
+    files = {os.path.join(tmp, p.name) for p in out.iterdir()}
+    assert len(files) >= 3 and files <= synced and tmp in synced
+    assert ("sync", str(tmp_path)) in events[at + 1 :]
+
+
 def test_resaving_a_checkpoint_keeps_the_complete_copy_until_the_new_one_is_in(tmp_path):
     import torch
 

@@ -186,8 +186,34 @@ class OutputFolder:
         self.committed = False
 
     def commit(self) -> None:
+        """Make the folder's files durable, then move it into place (and make that durable):
+        a crash after the commit cannot leave ``out`` with empty or partial files."""
+        sync_tree(self.path)
         commit(self.path, self.out, overwrite=self.overwrite)
         self.committed = True
+        _sync_dir(self.out.parent)
+
+
+def sync_tree(folder: Path) -> None:
+    """Flush every file under ``folder``, and the folders' entries, to the disk."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _sync_dir(Path(root))
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # a file system whose folders cannot be synced: their entries are its own
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextmanager

@@ -60,6 +60,10 @@ def wants_direct(io: str, nbytes: int) -> bool:
     return io == "direct" or (io == "auto" and nbytes >= DIRECT_MIN_BYTES)
 
 
+#: Makes a file's data durable: ``fdatasync`` where there is one (not on macOS).
+_sync_data = getattr(os, "fdatasync", os.fsync)
+
+
 def _round_up(n: int, to: int = ALIGN) -> int:
     return -(-n // to) * to
 
@@ -239,7 +243,7 @@ class SequentialWriter:
                 self._submit(self._block, self._padded(), keep=True)
             self._drain()
             os.ftruncate(self.fd, self.size)
-            os.fdatasync(self.fd)
+            _sync_data(self.fd)
         finally:
             self.abort()
 
