@@ -159,6 +159,22 @@ def qwen3_config(cfg: dict) -> tt_qwen3.Qwen3Model.Config:
     return with_rms_norm_eps(config, cfg["rms_norm_eps"])
 
 
+def embeddings_and_head(module, d: int, vocab: int, tied: bool) -> dict:
+    """The model-config fields shared by torchtitan's decoders: vocabulary, width, weight tying,
+    token embeddings and output head, with ``module``'s own initialisers."""
+    return dict(
+        vocab_size=vocab,
+        dim=d,
+        enable_weight_tying=tied,
+        tok_embeddings=Embedding.Config(
+            num_embeddings=vocab, embedding_dim=d, param_init=module._EMBEDDING_INIT
+        ),
+        lm_head=Linear.Config(
+            in_features=d, out_features=vocab, param_init=module._output_linear_init(d)
+        ),
+    )
+
+
 def llama3_config(cfg: dict) -> tt_llama3.Llama3Model.Config:
     """torchtitan's Llama 3 model config for a Hugging Face ``llama`` ``config.json``."""
     d, heads = cfg["hidden_size"], cfg["num_attention_heads"]
@@ -166,16 +182,8 @@ def llama3_config(cfg: dict) -> tt_llama3.Llama3Model.Config:
     assert not cfg.get("attention_bias") and not cfg.get("mlp_bias")
     vocab = cfg["vocab_size"]
     config = tt_llama3.Llama3Model.Config(
-        dim=d,
-        vocab_size=vocab,
-        enable_weight_tying=cfg["tie_word_embeddings"],
-        tok_embeddings=Embedding.Config(
-            num_embeddings=vocab, embedding_dim=d, param_init=tt_llama3._EMBEDDING_INIT
-        ),
+        **embeddings_and_head(tt_llama3, d, vocab, cfg["tie_word_embeddings"]),
         norm=RMSNorm.Config(normalized_shape=d, param_init=tt_llama3._NORM_INIT),
-        lm_head=Linear.Config(
-            in_features=d, out_features=vocab, param_init=tt_llama3._output_linear_init(d)
-        ),
         layers=tt_llama3._build_llama3_layers(
             n_layers=cfg["num_hidden_layers"],
             dim=d,
@@ -230,16 +238,8 @@ def deepseek_v3_config(cfg: dict) -> tt_deepseek_v3.DeepSeekV3Model.Config:
         ),
     )
     config = tt_deepseek_v3.DeepSeekV3Model.Config(
-        vocab_size=vocab,
-        dim=d,
-        enable_weight_tying=cfg["tie_word_embeddings"],
-        tok_embeddings=Embedding.Config(
-            num_embeddings=vocab, embedding_dim=d, param_init=tt_deepseek_v3._EMBEDDING_INIT
-        ),
+        **embeddings_and_head(tt_deepseek_v3, d, vocab, cfg["tie_word_embeddings"]),
         norm=RMSNorm.Config(normalized_shape=d, param_init=tt_deepseek_v3._NORM_INIT),
-        lm_head=Linear.Config(
-            in_features=d, out_features=vocab, param_init=tt_deepseek_v3._output_linear_init(d)
-        ),
         layers=layers,
     )
     return with_rms_norm_eps(config, cfg["rms_norm_eps"])
@@ -299,16 +299,8 @@ def gpt_oss_config(cfg: dict) -> tt_gpt_oss.GptOssModel.Config:
             )
         )
     config = tt_gpt_oss.GptOssModel.Config(
-        vocab_size=vocab,
-        dim=d,
-        enable_weight_tying=cfg["tie_word_embeddings"],
-        tok_embeddings=Embedding.Config(
-            num_embeddings=vocab, embedding_dim=d, param_init=tt_gpt_oss._EMBEDDING_INIT
-        ),
+        **embeddings_and_head(tt_gpt_oss, d, vocab, cfg["tie_word_embeddings"]),
         norm=RMSNorm.Config(normalized_shape=d),
-        lm_head=Linear.Config(
-            in_features=d, out_features=vocab, param_init=tt_gpt_oss._output_linear_init(d)
-        ),
         layers=layers,
     )
     return with_rms_norm_eps(config, cfg["rms_norm_eps"])
@@ -354,16 +346,8 @@ def qwen3_5_config(cfg: dict):
     kinds = text["layer_types"]
     assert set(kinds) <= {"full_attention", "linear_attention"}, kinds
     return tt_qwen3_5.Qwen35Model.Config(
-        vocab_size=vocab,
-        dim=d,
-        enable_weight_tying=cfg["tie_word_embeddings"],
+        **embeddings_and_head(tt_qwen3_5, d, vocab, cfg["tie_word_embeddings"]),
         norm=tt_qwen3_5._offset_norm(d),
-        tok_embeddings=Embedding.Config(
-            num_embeddings=vocab, embedding_dim=d, param_init=tt_qwen3_5._EMBEDDING_INIT
-        ),
-        lm_head=Linear.Config(
-            in_features=d, out_features=vocab, param_init=tt_qwen3_5._output_linear_init(d)
-        ),
         layers=[full[i] if kind == "full_attention" else linear[i] for i, kind in enumerate(kinds)],
         vision_encoder=tt_qwen3_5._qwen35_vision_encoder_config(
             dim=vision["hidden_size"],
