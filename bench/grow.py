@@ -6,6 +6,8 @@ Measures, in one run and on the same disk:
    second as a ratio to ``cp`` copying the same number of bytes (target >= 0.85), and the
    grower's peak RSS against the largest single tensor (target <= 2 x largest + 0.5 GB); the
    same growth with ``--noise 0`` and ``--depth 2`` alone show the copy path (target >= 0.9);
+   every run is also shown against ``dd oflag=direct`` of as many bytes (what the disk itself
+   takes past the page cache: ``cp`` goes through it, and on some machines that is the limit);
 2. ``moegrow grow --depth 2`` against mergekit's passthrough merge of the same model written as
    one-layer slices ``[0,1],[0,1],[1,2],[1,2],...`` (target: moegrow >= 3x faster).
 
@@ -386,6 +388,24 @@ def measure_cp(src: Path, dest: Path, target: int, logs: Path, cached: bool = Fa
     return run
 
 
+def measure_disk(src: Path, dest: Path, target: int, logs: Path) -> Run:
+    """``dd oflag=direct`` of ``target`` bytes of zeros in 8 MiB blocks into a new file: what
+    the disk itself takes in sequential writes past the page cache."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    cache = prepare_page_cache(src)
+    blocks = -(-target // (8 << 20))
+    cmd = ["dd", "if=/dev/zero", f"of={dest / 'zeros'}", "bs=8M", f"count={blocks}"]
+    cmd += ["oflag=direct", "conv=fsync", "status=none"]
+    print(f"running {shlex.join(cmd)}", flush=True)
+    usage = run_child(cmd, logs / "dd.log")
+    run = Run("dd oflag=direct (the disk)", shlex.join(cmd), blocks * (8 << 20), usage,
+              timed_sync(), cache)  # fmt: skip
+    shutil.rmtree(dest)
+    print(f"  {run.bytes / GB:.2f} GB in {run.total_seconds:.1f} s", flush=True)
+    return run
+
+
 def wait_until_quiet(limit: float = QUIET_WAIT_LIMIT) -> None:
     """Wait (up to ``limit`` seconds) until the rest of the machine has used under
     :data:`OTHER_CPU_LIMIT` of the CPUs for 5 seconds in a row."""
@@ -534,18 +554,20 @@ def spread(samples: dict[str, list[Run]]) -> list[str]:
 
 def print_table(runs: dict[str, Run], results: list[Check], largest: int) -> None:
     cp_rate = runs["cp"].rate
+    disk = runs.get("disk")
     print()
     print(
         f"{'run':<34} {'GB':>6} {'s':>6} {'sync s':>6} {'cpu s':>6} {'other':>6} {'GB/s':>6} "
-        f"{'x cp':>5} {'peak RSS':>9}"
+        f"{'x cp':>5} {'x disk' if disk else '':>6} {'peak RSS':>9}"
     )
     for r in runs.values():
         u = r.usage
         rss = f"{u.peak_rss / GB:.2f} GB" if u.peak_rss else "-"
+        of_disk = f"{r.rate / disk.rate:.2f}" if disk else ""
         print(
             f"{r.name:<34} {r.bytes / GB:>6.2f} {r.total_seconds:>6.1f} {r.sync_seconds:>6.1f} "
             f"{u.cpu_seconds:>6.1f} {u.other_cpu_seconds:>6.1f} {r.rate / GB:>6.3f} "
-            f"{r.rate / cp_rate:>5.2f} {rss:>9}"
+            f"{r.rate / cp_rate:>5.2f} {of_disk:>6} {rss:>9}"
         )
     print(
         "\ns: wall time including the sync after the command; cpu s: the command's user+system "
@@ -656,6 +678,7 @@ def make_benches(
             "  ... with --noise 0 (copies only)", work / "out-noise0", *GROW_OPTIONS, "--noise", "0"
         ),
         "cp": lambda: measure_cp(src, work / "out-cp", grown[-1].bytes, logs),
+        "disk": lambda: measure_disk(src, work / "out-dd", grown[-1].bytes, logs),
         "depth": moegrow("moegrow depth x2", work / "out-depth", "--depth", "2"),
     }
     if mergekit:
@@ -716,6 +739,11 @@ def main(argv: list[str] | None = None) -> None:
         "ratio_to_cp_per_round": {
             k: [r.rate / c.rate for r, c in zip(v, samples["cp"])] for k, v in samples.items()
         },
+        "ratio_to_disk_per_round": {
+            k: [r.rate / d.rate for r, d in zip(v, samples["disk"])] for k, v in samples.items()
+        }
+        if "disk" in samples
+        else None,
         "checks": [asdict(c) | {"ok": c.ok} for c in results],
         "mergekit_version": version,
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
