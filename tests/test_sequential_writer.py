@@ -142,12 +142,28 @@ def test_write_errors_reach_the_caller(tmp_path, monkeypatch, small_blocks):
 
     monkeypatch.setattr(os, "pwrite", full)
     w = SequentialWriter(tmp_path / "out.bin", direct=True)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="No space left") as caught:
         for _ in range(10):
             w.append(bytes(ALIGN))
         w.close()
     w.abort()
     assert w.fd == -1
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(w.path)
+
+
+def test_a_full_disk_is_one_line_naming_the_shard(tiny, tmp_path, monkeypatch, run_cli):
+    real_pwrite = os.pwrite
+
+    def full(fd, data, offset):
+        if len(data) < 64:  # the output folder's lock file takes its pid
+            return real_pwrite(fd, data, offset)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    out = tmp_path / "out"
+    code, _, err = run_cli("grow", tiny("mixtral", num_layers=2), out, "--depth", "2", "--quiet")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert ".safetensors: the disk is full" in err and not out.exists()
 
 
 def test_io_modes():

@@ -207,7 +207,7 @@ class SequentialWriter:
                 n = os.pwrite(self.fd, piece, offset + done)
             except OSError as e:
                 if not (self.direct and e.errno == errno.EINVAL):
-                    raise
+                    raise OSError(e.errno, e.strerror, str(self.path)) from e  # name the file
                 self._stop_direct()  # the file system opened it O_DIRECT but refuses the write
                 continue
             done += n
