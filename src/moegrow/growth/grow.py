@@ -34,7 +34,7 @@ from moegrow.io.card import CARD_NAME, ledger_of, sha256_file, write_json
 from moegrow.io.checkpoint import CONFIG_NAME, INDEX_FILE, SINGLE_FILE, Checkpoint
 from moegrow.io.resources import check_free_space
 from moegrow.io.safetensors_io import StreamingShardWriter
-from moegrow.io.sequential_writer import wants_direct
+from moegrow.io.sequential_writer import check_io, wants_direct
 
 DEFAULT_MAX_SHARD_SIZE = 5 * 10**9
 
@@ -84,7 +84,7 @@ def grow(
     ``io``: how the shards are written, one of :data:`~moegrow.io.sequential_writer.IO_MODES`
     (``auto``: past the page cache for outputs of 1 GiB and more).
     """
-    wants_direct(io, 0)  # a bad --io is refused before anything is read
+    check_io(io)  # refused before anything is read
     out = check_destination([src], out, overwrite=overwrite)
     max_shard_size = parse_size(max_shard_size)
     start = time.perf_counter()

@@ -24,7 +24,7 @@ from moegrow.growth.upcycle_sources import SourceSet
 from moegrow.growth.upcycle_spec import UpcycleSpec
 from moegrow.io.card import ledger_of
 from moegrow.io.checkpoint import Checkpoint
-from moegrow.io.sequential_writer import wants_direct
+from moegrow.io.sequential_writer import check_io
 
 
 def upcycle(
@@ -40,7 +40,7 @@ def upcycle(
     """Upcycle the dense checkpoint folder ``src`` into an MoE checkpoint folder ``out``.
     Nothing is written unless the whole upcycling can be planned; ``out`` appears only when
     every byte is written. ``io``: how the shards are written (see :func:`grow`)."""
-    wants_direct(io, 0)
+    check_io(io)
     out = check_destination([src, *spec.sources], out, overwrite=overwrite)
     max_shard_size = parse_size(max_shard_size)
     start = time.perf_counter()

@@ -271,11 +271,6 @@ class StreamingShardWriter:
         self._out = SequentialWriter(self.path, direct=direct)
         self._out.append(struct.pack("<Q", len(raw)) + raw)
 
-    @property
-    def direct(self) -> bool:
-        """Whether the bytes go past the page cache."""
-        return self._out.direct
-
     def write(self, data) -> None:
         """Append raw tensor bytes."""
         n = memoryview(data).nbytes

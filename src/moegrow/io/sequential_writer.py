@@ -22,6 +22,7 @@ the data durable (``fdatasync``) before it returns.
 from __future__ import annotations
 
 import errno
+import fcntl
 import mmap
 import os
 from collections import deque
@@ -53,10 +54,15 @@ IO_MODES = ("auto", "direct", "cached")
 DIRECT_MIN_BYTES = 1 << 30
 
 
-def wants_direct(io: str, nbytes: int) -> bool:
-    """Whether ``--io io`` writes an output of ``nbytes`` bytes past the page cache."""
+def check_io(io: str) -> None:
+    """Refuse an ``--io`` that is not one of :data:`IO_MODES`."""
     if io not in IO_MODES:
         raise MoegrowError(f"--io must be one of {', '.join(IO_MODES)}, got {io!r}")
+
+
+def wants_direct(io: str, nbytes: int) -> bool:
+    """Whether ``--io io`` writes an output of ``nbytes`` bytes past the page cache."""
+    check_io(io)
     return io == "direct" or (io == "auto" and nbytes >= DIRECT_MIN_BYTES)
 
 
@@ -81,8 +87,6 @@ def open_for_reading(path: Path, direct: bool) -> int:
 
 
 def is_direct(fd: int) -> bool:
-    import fcntl
-
     return bool(O_DIRECT) and bool(fcntl.fcntl(fd, fcntl.F_GETFL) & O_DIRECT)
 
 
@@ -213,8 +217,6 @@ class SequentialWriter:
             done += n
 
     def _stop_direct(self) -> None:
-        import fcntl
-
         fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~O_DIRECT)
         self.direct = False
 
